@@ -1,0 +1,819 @@
+//! The Base: root supervisor, sole owner of the module table and sole writer of the router.
+//!
+//! Its handlers only change the table; anything that waits (a module's `start`, a drain)
+//! runs in an operation task (see `operations.rs`) that reports back with messages, so the
+//! Base answers queries while upgrades are under way.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::Arc,
+    time::Instant,
+};
+
+use axum::Router;
+use figment::Figment;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::{Mutex, watch};
+use tokio_util::task::TaskTracker;
+
+use super::{
+    health_supervisor::{HealthArgs, HealthMsg, HealthReport, HealthSupervisor},
+    module_actor::{ModuleArgs, ModuleMsg},
+    operations::Ops,
+    restart_policy::{FailureLog, Verdict},
+};
+use crate::{
+    catalog::Catalog,
+    config::{Config, Strategy},
+    error::BaseError,
+    info::{InstallRequest, ModuleInfo, RouteInfo},
+    manifest::{Manifest, Version, prefixes_overlap},
+    metrics,
+    module::{Health, Module},
+    resources::Resources,
+    routing::{ModuleService, RouteEntry, SharedRouter, build_router},
+    state::{ModuleState, StateChange},
+};
+
+/// Stopped and broken records kept per module for inspection.
+const KEPT_RECORDS: usize = 5;
+
+/// `name@version`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ModuleKey {
+    pub(crate) name: String,
+    pub(crate) version: Version,
+}
+
+impl ModuleKey {
+    pub(crate) fn of(manifest: &Manifest) -> Self {
+        Self {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ModuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// What every part of the base shares, fixed at start.
+pub(crate) struct BaseEnv {
+    pub(crate) config: Arc<Config>,
+    pub(crate) figment: Figment,
+    pub(crate) resources: Resources,
+    pub(crate) router: SharedRouter,
+    pub(crate) catalog: Catalog,
+}
+
+impl BaseEnv {
+    pub(crate) fn module_args(
+        &self,
+        module: Arc<dyn Module>,
+        base: ActorRef<BaseMsg>,
+    ) -> ModuleArgs {
+        let c = &self.config;
+        ModuleArgs {
+            module,
+            figment: self.figment.clone(),
+            resources: self.resources.clone(),
+            router: self.router.clone(),
+            base,
+            start_timeout: c.upgrade.start_timeout,
+            check_interval: c.health.check_interval,
+            check_timeout: c.health.check_timeout,
+            stop_timeout: c.upgrade.stop_timeout,
+        }
+    }
+
+    /// The strategy for a module: request, then `modules.<name>.strategy`, then default.
+    pub(crate) fn strategy_for(
+        &self,
+        name: &str,
+        requested: Option<Strategy>,
+    ) -> Result<Strategy, BaseError> {
+        if let Some(s) = requested {
+            return Ok(s);
+        }
+        let settings: crate::config::ModuleSettings =
+            crate::config::module_section(&self.figment, name)?;
+        Ok(settings.strategy.unwrap_or(self.config.upgrade.strategy))
+    }
+}
+
+pub(crate) type Reply<T> = RpcReplyPort<Result<T, BaseError>>;
+
+pub(crate) enum BaseMsg {
+    Install(InstallRequest, Reply<ModuleInfo>),
+    Uninstall(String, Option<Version>, Reply<ModuleInfo>),
+    Switch(String, Version, Reply<ModuleInfo>),
+    Query(RpcReplyPort<Vec<ModuleInfo>>),
+    Routes(RpcReplyPort<Vec<RouteInfo>>),
+    Shutdown(RpcReplyPort<()>),
+    /// A step of an operation task.
+    Op(OpMsg),
+    /// A module actor's periodic health.
+    Health(ActorId, Health),
+    /// Backoff elapsed: restart this version.
+    Restart(ModuleKey),
+    /// Outcome of a restart.
+    Restarted(ModuleKey, Result<(ActorRef<ModuleMsg>, Router), String>),
+}
+
+/// Steps the operation tasks ask the Base to take, one table change each.
+pub(crate) enum OpMsg {
+    /// Live versions of a module, with their states.
+    Live(String, RpcReplyPort<Vec<(ModuleKey, ModuleState)>>),
+    /// Every live version, most recently installed first.
+    AllLive(RpcReplyPort<Vec<ModuleKey>>),
+    /// Add a `resolved` entry after checking the manifest and the route prefix.
+    Resolve(Arc<dyn Module>, Reply<()>),
+    /// Start succeeded: the entry gets its actor and router, and becomes `deactivated`.
+    Started(ModuleKey, ActorRef<ModuleMsg>, Router, RpcReplyPort<()>),
+    /// Route the module's prefix to this version; answers the version it replaced.
+    Activate(ModuleKey, String, Reply<Option<ModuleKey>>),
+    /// Take this version out of the router.
+    Deactivate(ModuleKey, String, RpcReplyPort<()>),
+    /// From now on failures of this version are expected; answers its actor and in-flight set.
+    BeginStop(
+        ModuleKey,
+        RpcReplyPort<Option<(Option<ActorRef<ModuleMsg>>, TaskTracker)>>,
+    ),
+    /// The version has stopped.
+    Stopped(ModuleKey, String, RpcReplyPort<()>),
+    /// The version failed to start or to pass its first health check.
+    Broken(ModuleKey, String, RpcReplyPort<()>),
+    /// The current record of a version.
+    Info(ModuleKey, RpcReplyPort<Option<ModuleInfo>>),
+}
+
+struct Entry {
+    manifest: Manifest,
+    module: Arc<dyn Module>,
+    state: ModuleState,
+    history: Vec<StateChange>,
+    health: Option<Health>,
+    actor: Option<ActorRef<ModuleMsg>>,
+    service: Option<ModuleService>,
+    in_flight: TaskTracker,
+    failures: FailureLog,
+    stopping: bool,
+    /// Set when the version broke while it was the active one: its prefix answers 503.
+    unavailable: Option<String>,
+    seq: u64,
+}
+
+impl Entry {
+    fn key(&self) -> ModuleKey {
+        ModuleKey::of(&self.manifest)
+    }
+
+    fn enter(&mut self, state: ModuleState, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        let key = self.key();
+        if state == ModuleState::Broken {
+            tracing::warn!(module = %key, state = %state, reason, "{message}");
+        } else {
+            tracing::info!(module = %key, state = %state, reason, "{message}");
+        }
+        self.history.push(StateChange {
+            time: std::time::SystemTime::now(),
+            state,
+            reason: reason.to_owned(),
+            message,
+        });
+        self.state = state;
+        metrics::record_state(
+            &self.manifest.name,
+            &self.manifest.version.to_string(),
+            state,
+        );
+    }
+
+    fn note(&mut self, reason: &str, message: impl Into<String>) {
+        let state = self.state;
+        self.enter(state, reason, message);
+    }
+}
+
+pub(crate) struct BaseActor;
+
+pub(crate) struct BaseArgs {
+    pub(crate) env: Arc<BaseEnv>,
+    pub(crate) publish: watch::Sender<HealthReport>,
+    pub(crate) health_ready: tokio::sync::oneshot::Sender<ActorRef<HealthMsg>>,
+}
+
+pub(crate) struct BaseState {
+    env: Arc<BaseEnv>,
+    health: ActorRef<HealthMsg>,
+    modules: BTreeMap<String, Vec<Entry>>,
+    locks: HashMap<String, Arc<Mutex<()>>>,
+    seq: u64,
+    shutting_down: bool,
+}
+
+impl Actor for BaseActor {
+    type Msg = BaseMsg;
+    type State = BaseState;
+    type Arguments = BaseArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let health_args = HealthArgs {
+            config: Arc::new(args.env.config.health.clone()),
+            base: myself.get_cell(),
+            publish: args.publish,
+        };
+        let (health, _) = Actor::spawn_linked(
+            Some(health_name()),
+            HealthSupervisor,
+            health_args,
+            myself.get_cell(),
+        )
+        .await?;
+        let _ = args.health_ready.send(health.clone());
+        Ok(BaseState {
+            env: args.env,
+            health,
+            modules: BTreeMap::new(),
+            locks: HashMap::new(),
+            seq: 0,
+            shutting_down: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BaseMsg::Install(request, reply) => {
+                if state.shutting_down {
+                    let _ = reply.send(Err(BaseError::ShuttingDown));
+                    return Ok(());
+                }
+                let resolved = resolve_install(&state.env, &request).and_then(|module| {
+                    let strategy = state.env.strategy_for(&request.name, request.strategy)?;
+                    Ok((module, strategy))
+                });
+                match resolved {
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    Ok((module, strategy)) => {
+                        let ops = state.ops(&myself);
+                        let lock = state.lock(&request.name);
+                        let name = request.name.clone();
+                        tokio::spawn(async move {
+                            let _guard = lock.lock_owned().await;
+                            let result = ops.install(module, strategy).await;
+                            metrics::record_operation(&name, "install", result.is_ok());
+                            let _ = reply.send(result);
+                        });
+                    }
+                }
+            }
+            BaseMsg::Uninstall(name, version, reply) => {
+                if state.shutting_down {
+                    let _ = reply.send(Err(BaseError::ShuttingDown));
+                    return Ok(());
+                }
+                let ops = state.ops(&myself);
+                let lock = state.lock(&name);
+                tokio::spawn(async move {
+                    let _guard = lock.lock_owned().await;
+                    let result = ops.uninstall(&name, version.as_ref()).await;
+                    metrics::record_operation(&name, "uninstall", result.is_ok());
+                    let _ = reply.send(result);
+                });
+            }
+            BaseMsg::Switch(name, version, reply) => {
+                if state.shutting_down {
+                    let _ = reply.send(Err(BaseError::ShuttingDown));
+                    return Ok(());
+                }
+                let ops = state.ops(&myself);
+                let lock = state.lock(&name);
+                tokio::spawn(async move {
+                    let _guard = lock.lock_owned().await;
+                    let result = ops.switch(&name, &version).await;
+                    metrics::record_operation(&name, "switch", result.is_ok());
+                    let _ = reply.send(result);
+                });
+            }
+            BaseMsg::Query(reply) => {
+                let now = Instant::now();
+                let policy = state.env.config.supervisor.clone();
+                let infos = state
+                    .modules
+                    .values_mut()
+                    .flat_map(|entries| entries.iter_mut())
+                    .map(|e| info_of(e, now, &policy))
+                    .collect();
+                let _ = reply.send(infos);
+            }
+            BaseMsg::Routes(reply) => {
+                let _ = reply.send(state.routes());
+            }
+            BaseMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                let ops = state.ops(&myself);
+                let locks: Vec<_> = state.locks.values().cloned().collect();
+                tokio::spawn(async move {
+                    ops.shutdown_all(locks).await;
+                    let _ = reply.send(());
+                });
+            }
+            BaseMsg::Op(step) => state.step(&myself, step),
+            BaseMsg::Health(actor, health) => {
+                let changed = state.entry_by_actor(actor).and_then(|e| {
+                    (e.health.as_ref() != Some(&health)).then(|| {
+                        match &health {
+                            Health::Up => tracing::info!(module = %e.key(), "health: up"),
+                            other => {
+                                tracing::warn!(module = %e.key(), health = ?other, "health changed")
+                            }
+                        }
+                        e.health = Some(health);
+                    })
+                });
+                if changed.is_some() {
+                    state.publish_health();
+                }
+            }
+            BaseMsg::Restart(key) => state.restart(&myself, key),
+            BaseMsg::Restarted(key, outcome) => state.restarted(&myself, key, outcome),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            if cell.get_id() == state.health.get_id() {
+                // Without a health supervisor the heartbeat goes stale and /livez fails,
+                // which is how Kubernetes learns that this base needs a restart.
+                tracing::error!(error = %err, "the health supervisor failed; liveness will fail");
+                return Ok(());
+            }
+            let key = state.entry_by_actor(cell.get_id()).map(|e| e.key());
+            if let Some(key) = key {
+                state.failed(&myself, key, err.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn health_name() -> String {
+    // Actor names are process-wide; tests run several bases in one process.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "koupleless-health-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn resolve_install(env: &BaseEnv, request: &InstallRequest) -> Result<Arc<dyn Module>, BaseError> {
+    let pinned = match &request.version {
+        Some(v) => Some(v.clone()),
+        None => env.catalog_pin(&request.name)?,
+    };
+    env.catalog.resolve(&request.name, pinned.as_ref())
+}
+
+impl BaseEnv {
+    fn catalog_pin(&self, name: &str) -> Result<Option<Version>, BaseError> {
+        let settings: crate::config::ModuleSettings =
+            crate::config::module_section(&self.figment, name)?;
+        Ok(settings.version)
+    }
+}
+
+fn info_of(e: &mut Entry, now: Instant, policy: &crate::config::SupervisorConfig) -> ModuleInfo {
+    ModuleInfo {
+        name: e.manifest.name.clone(),
+        version: e.manifest.version.clone(),
+        prefix: e.manifest.prefix.clone(),
+        state: e.state,
+        health: e.health.clone(),
+        in_flight: e.in_flight.len(),
+        recent_failures: e.failures.recent(now, policy),
+        history: e.history.clone(),
+    }
+}
+
+impl BaseState {
+    fn ops(&self, myself: &ActorRef<BaseMsg>) -> Ops {
+        Ops::new(myself.clone(), Arc::clone(&self.env), self.health.clone())
+    }
+
+    fn lock(&mut self, name: &str) -> Arc<Mutex<()>> {
+        Arc::clone(self.locks.entry(name.to_owned()).or_default())
+    }
+
+    fn entry(&mut self, key: &ModuleKey) -> Option<&mut Entry> {
+        self.modules
+            .get_mut(&key.name)?
+            .iter_mut()
+            .rev()
+            .find(|e| e.manifest.version == key.version)
+    }
+
+    fn entry_by_actor(&mut self, id: ActorId) -> Option<&mut Entry> {
+        self.modules
+            .values_mut()
+            .flat_map(|v| v.iter_mut())
+            .find(|e| e.actor.as_ref().is_some_and(|a| a.get_id() == id))
+    }
+
+    fn routes(&self) -> Vec<RouteInfo> {
+        let mut routes = Vec::new();
+        for entries in self.modules.values() {
+            if let Some(e) = entries.iter().find(|e| e.state == ModuleState::Activated) {
+                routes.push(RouteInfo {
+                    prefix: e.manifest.prefix.clone(),
+                    module: e.manifest.name.clone(),
+                    version: e.manifest.version.clone(),
+                    status: "serving",
+                });
+            } else if let Some(e) = entries.iter().rev().find(|e| e.unavailable.is_some()) {
+                routes.push(RouteInfo {
+                    prefix: e.manifest.prefix.clone(),
+                    module: e.manifest.name.clone(),
+                    version: e.manifest.version.clone(),
+                    status: "unavailable",
+                });
+            }
+        }
+        routes
+    }
+
+    fn rebuild_router(&self) {
+        let mut table = Vec::new();
+        for entries in self.modules.values() {
+            let active = entries
+                .iter()
+                .find(|e| e.state == ModuleState::Activated && e.service.is_some());
+            if let Some(e) = active {
+                table.push(RouteEntry::Serving {
+                    prefix: e.manifest.prefix.clone(),
+                    service: e.service.clone().expect("checked above"),
+                });
+            } else if let Some(e) = entries.iter().rev().find(|e| e.unavailable.is_some()) {
+                table.push(RouteEntry::Unavailable {
+                    prefix: e.manifest.prefix.clone(),
+                    module: e.key().to_string(),
+                    reason: e.unavailable.clone().unwrap_or_default(),
+                });
+            }
+        }
+        self.env.router.store(build_router(&table));
+    }
+
+    fn publish_health(&self) {
+        let view = self
+            .modules
+            .values()
+            .flat_map(|v| v.iter())
+            .filter(|e| e.state != ModuleState::Stopped)
+            .map(|e| {
+                (
+                    e.manifest.name.clone(),
+                    e.manifest.version.to_string(),
+                    e.state,
+                    e.health.clone(),
+                )
+            })
+            .collect();
+        let _ = self.health.cast(HealthMsg::Modules(view));
+    }
+
+    /// The other module whose routed prefix overlaps `manifest.prefix`, if any.
+    fn conflict(&self, manifest: &Manifest) -> Option<BaseError> {
+        self.modules
+            .iter()
+            .filter(|(name, _)| **name != manifest.name)
+            .flat_map(|(_, entries)| entries.iter())
+            .find(|e| {
+                (e.state.is_live() || e.unavailable.is_some())
+                    && prefixes_overlap(&e.manifest.prefix, &manifest.prefix)
+            })
+            .map(|e| BaseError::RouteConflict {
+                module: manifest.key(),
+                prefix: manifest.prefix.clone(),
+                other: e.key().to_string(),
+                other_prefix: e.manifest.prefix.clone(),
+            })
+    }
+
+    fn step(&mut self, myself: &ActorRef<BaseMsg>, step: OpMsg) {
+        let _ = myself;
+        match step {
+            OpMsg::Live(name, reply) => {
+                let live = self
+                    .modules
+                    .get(&name)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|e| e.state.is_live())
+                            .map(|e| (e.key(), e.state))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(live);
+            }
+            OpMsg::AllLive(reply) => {
+                let mut live: Vec<_> = self
+                    .modules
+                    .values()
+                    .flat_map(|v| v.iter())
+                    .filter(|e| e.state.is_live())
+                    .map(|e| (e.seq, e.key()))
+                    .collect();
+                live.sort_by(|a, b| b.0.cmp(&a.0));
+                let _ = reply.send(live.into_iter().map(|(_, k)| k).collect());
+            }
+            OpMsg::Resolve(module, reply) => {
+                let _ = reply.send(self.resolve(module));
+            }
+            OpMsg::Started(key, actor, router, reply) => {
+                if let Some(e) = self.entry(&key) {
+                    e.service = Some(ModuleService::new(
+                        &key.name,
+                        &key.version.to_string(),
+                        router,
+                        e.in_flight.clone(),
+                    ));
+                    e.actor = Some(actor);
+                    e.enter(
+                        ModuleState::Deactivated,
+                        "started",
+                        "started and passed its first health check",
+                    );
+                }
+                self.publish_health();
+                let _ = reply.send(());
+            }
+            OpMsg::Activate(key, why, reply) => {
+                let _ = reply.send(self.activate(&key, &why));
+            }
+            OpMsg::Deactivate(key, why, reply) => {
+                let mut was_active = false;
+                if let Some(e) = self.entry(&key) {
+                    was_active = e.state == ModuleState::Activated;
+                    if e.state.is_live() {
+                        e.enter(ModuleState::Deactivated, "deactivate", why);
+                    }
+                }
+                if was_active {
+                    self.rebuild_router();
+                }
+                self.publish_health();
+                let _ = reply.send(());
+            }
+            OpMsg::BeginStop(key, reply) => {
+                let found = self.entry(&key).map(|e| {
+                    e.stopping = true;
+                    (e.actor.clone(), e.in_flight.clone())
+                });
+                let _ = reply.send(found);
+            }
+            OpMsg::Stopped(key, why, reply) => {
+                if let Some(e) = self.entry(&key) {
+                    e.actor = None;
+                    e.service = None;
+                    e.enter(ModuleState::Stopped, "stopped", why);
+                }
+                self.prune(&key.name);
+                self.publish_health();
+                let _ = reply.send(());
+            }
+            OpMsg::Broken(key, why, reply) => {
+                if let Some(e) = self.entry(&key) {
+                    e.actor = None;
+                    e.service = None;
+                    e.enter(ModuleState::Broken, "install-failed", why);
+                }
+                self.prune(&key.name);
+                self.publish_health();
+                let _ = reply.send(());
+            }
+            OpMsg::Info(key, reply) => {
+                let policy = self.env.config.supervisor.clone();
+                let info = self
+                    .entry(&key)
+                    .map(|e| info_of(e, Instant::now(), &policy));
+                let _ = reply.send(info);
+            }
+        }
+    }
+
+    fn resolve(&mut self, module: Arc<dyn Module>) -> Result<(), BaseError> {
+        let manifest = module.manifest();
+        manifest.validate()?;
+        if let Some(err) = self.conflict(&manifest) {
+            return Err(err);
+        }
+        let key = ModuleKey::of(&manifest);
+        let entries = self.modules.entry(manifest.name.clone()).or_default();
+        if entries.iter().any(|e| e.key() == key && e.state.is_live()) {
+            return Err(BaseError::InvalidState {
+                module: key.to_string(),
+                message: "this version is already installed".to_owned(),
+            });
+        }
+        // A reinstalled version continues the history of its earlier record.
+        let history = entries
+            .iter()
+            .position(|e| e.key() == key)
+            .map(|i| entries.remove(i).history)
+            .unwrap_or_default();
+        self.seq += 1;
+        let mut entry = Entry {
+            manifest,
+            module,
+            state: ModuleState::Resolved,
+            history,
+            health: None,
+            actor: None,
+            service: None,
+            in_flight: TaskTracker::new(),
+            failures: FailureLog::default(),
+            stopping: false,
+            unavailable: None,
+            seq: self.seq,
+        };
+        entry.enter(
+            ModuleState::Resolved,
+            "install",
+            "install requested; starting",
+        );
+        entries.push(entry);
+        self.publish_health();
+        Ok(())
+    }
+
+    fn activate(&mut self, key: &ModuleKey, why: &str) -> Result<Option<ModuleKey>, BaseError> {
+        let manifest = match self.entry(key) {
+            Some(e) if e.service.is_some() && e.state.is_live() => e.manifest.clone(),
+            Some(e) => {
+                return Err(BaseError::InvalidState {
+                    module: key.to_string(),
+                    message: format!("cannot be activated while {}", e.state),
+                });
+            }
+            None => {
+                return Err(BaseError::NotInstalled {
+                    name: key.name.clone(),
+                    version: Some(key.version.to_string()),
+                });
+            }
+        };
+        if let Some(err) = self.conflict(&manifest) {
+            return Err(err);
+        }
+        let mut previous = None;
+        for e in self.modules.get_mut(&key.name).into_iter().flatten() {
+            if e.key() == *key {
+                e.unavailable = None;
+                e.enter(ModuleState::Activated, "activate", why.to_owned());
+            } else if e.state == ModuleState::Activated {
+                previous = Some(e.key());
+                e.enter(
+                    ModuleState::Deactivated,
+                    "deactivate",
+                    format!("replaced by {key}"),
+                );
+            } else {
+                e.unavailable = None;
+            }
+        }
+        self.rebuild_router();
+        self.publish_health();
+        Ok(previous)
+    }
+
+    fn prune(&mut self, name: &str) {
+        if let Some(entries) = self.modules.get_mut(name) {
+            while entries.iter().filter(|e| !e.state.is_live()).count() > KEPT_RECORDS {
+                let oldest = entries
+                    .iter()
+                    .position(|e| !e.state.is_live() && e.unavailable.is_none())
+                    .or_else(|| entries.iter().position(|e| !e.state.is_live()));
+                match oldest {
+                    Some(i) => {
+                        entries.remove(i);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, myself: &ActorRef<BaseMsg>, key: ModuleKey, why: String) {
+        let policy = self.env.config.supervisor.clone();
+        let Some(e) = self.entry(&key) else { return };
+        e.actor = None;
+        if e.stopping || !e.state.is_live() {
+            e.note(
+                "failed-while-stopping",
+                format!("failed while stopping: {why}"),
+            );
+            return;
+        }
+        metrics::record_restart(&key.name, &key.version.to_string());
+        let mut reroute = false;
+        match e.failures.record(Instant::now(), &policy) {
+            Verdict::RestartAfter(delay) => {
+                e.note(
+                    "failed",
+                    format!(
+                        "failed: {why}; restarting in {}",
+                        humantime_serde::re::humantime::format_duration(delay)
+                    ),
+                );
+                let key = key.clone();
+                myself.send_after(delay, move || BaseMsg::Restart(key));
+            }
+            Verdict::Meltdown => {
+                let reason = format!(
+                    "failed more than {} times within {} (last: {why}); fix the module and install it again",
+                    policy.max_restarts,
+                    humantime_serde::re::humantime::format_duration(policy.meltdown_window)
+                );
+                if e.state == ModuleState::Activated {
+                    e.unavailable = Some(reason.clone());
+                    reroute = true;
+                }
+                e.service = None;
+                e.enter(ModuleState::Broken, "meltdown", reason);
+            }
+        }
+        if reroute {
+            self.rebuild_router();
+        }
+        self.publish_health();
+    }
+
+    fn restart(&mut self, myself: &ActorRef<BaseMsg>, key: ModuleKey) {
+        let env = Arc::clone(&self.env);
+        let Some(e) = self.entry(&key) else { return };
+        if e.stopping || !e.state.is_live() || e.actor.is_some() {
+            return;
+        }
+        let args = env.module_args(Arc::clone(&e.module), myself.clone());
+        let base = myself.clone();
+        tokio::spawn(async move {
+            let outcome = super::operations::start_actor(base.get_cell(), args).await;
+            let _ = base.cast(BaseMsg::Restarted(key, outcome));
+        });
+    }
+
+    fn restarted(
+        &mut self,
+        myself: &ActorRef<BaseMsg>,
+        key: ModuleKey,
+        outcome: Result<(ActorRef<ModuleMsg>, Router), String>,
+    ) {
+        match outcome {
+            Ok((actor, router)) => {
+                let Some(e) = self.entry(&key) else {
+                    actor.stop(Some("module was removed during its restart".to_owned()));
+                    return;
+                };
+                if e.stopping || !e.state.is_live() {
+                    actor.stop(Some("module was stopped during its restart".to_owned()));
+                    return;
+                }
+                e.service = Some(ModuleService::new(
+                    &key.name,
+                    &key.version.to_string(),
+                    router,
+                    e.in_flight.clone(),
+                ));
+                e.actor = Some(actor);
+                e.note("restarted", "restarted after a failure");
+                let active = e.state == ModuleState::Activated;
+                if active {
+                    self.rebuild_router();
+                }
+            }
+            Err(why) => self.failed(myself, key, format!("restart failed: {why}")),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Arklet's commands and envelope, so Koupleless tools and habits carry over:
+//! `POST /installBiz`, `/uninstallBiz`, `/switchBiz`, `/queryAllBiz`, `/health`, `/help`,
+//! each answering `{code, message, data}`.
+
+use axum::{
+    Json, Router,
+    extract::{State, rejection::JsonRejection},
+    routing::post,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    config::Strategy,
+    error::BaseError,
+    handle::BaseHandle,
+    info::{InstallRequest, ModuleInfo},
+    manifest::Version,
+};
+
+pub(super) fn routes() -> Router<BaseHandle> {
+    Router::new()
+        .route("/installBiz", post(install_biz))
+        .route("/uninstallBiz", post(uninstall_biz))
+        .route("/switchBiz", post(switch_biz))
+        .route("/queryAllBiz", post(query_all_biz))
+        .route("/health", post(health))
+        .route("/help", post(help))
+}
+
+/// Arklet's envelope. Failures are also HTTP 200, as Arklet answers, with `code: FAILED`.
+#[derive(Serialize)]
+struct Envelope {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(rename = "errorCode", skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    data: Value,
+}
+
+fn success(data: Value) -> Json<Envelope> {
+    Json(Envelope {
+        code: "SUCCESS",
+        message: None,
+        error_code: None,
+        data,
+    })
+}
+
+fn failed(err: &BaseError) -> Json<Envelope> {
+    Json(Envelope {
+        code: "FAILED",
+        message: Some(err.to_string()),
+        error_code: Some(err.code()),
+        data: Value::Null,
+    })
+}
+
+fn bad_request(message: String) -> Json<Envelope> {
+    Json(Envelope {
+        code: "FAILED",
+        message: Some(message),
+        error_code: Some("BAD_REQUEST"),
+        data: Value::Null,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BizRequest {
+    biz_name: String,
+    #[serde(default)]
+    biz_version: Option<String>,
+    #[serde(default)]
+    install_strategy: Option<Strategy>,
+}
+
+fn parse(
+    body: Result<Json<BizRequest>, JsonRejection>,
+) -> Result<(BizRequest, Option<Version>), Json<Envelope>> {
+    let Json(req) = body.map_err(|e| {
+        bad_request(format!(
+            "{}; expected a JSON body like {{\"bizName\": \"payroll\", \"bizVersion\": \"1.0.0\"}}",
+            e.body_text()
+        ))
+    })?;
+    let version = match &req.biz_version {
+        Some(v) if !v.is_empty() => Some(Version::parse(v).map_err(|e| {
+            bad_request(format!(
+                "bizVersion `{v}` is not a semver version ({e}); write it like 1.2.3"
+            ))
+        })?),
+        _ => None,
+    };
+    Ok((req, version))
+}
+
+pub(crate) fn biz_info(info: &ModuleInfo) -> Value {
+    json!({
+        "bizName": info.name,
+        "bizVersion": info.version.to_string(),
+        "bizState": info.state,
+        "webContextPath": info.prefix,
+        "health": info.health,
+        "inFlight": info.in_flight,
+        "bizStateRecords": info.history.iter().map(|c| json!({
+            "changeTime": c.time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "state": c.state,
+            "reason": c.reason,
+            "message": c.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn outcome(result: Result<ModuleInfo, BaseError>) -> Json<Envelope> {
+    match result {
+        Ok(info) => success(biz_info(&info)),
+        Err(err) => failed(&err),
+    }
+}
+
+async fn install_biz(
+    State(handle): State<BaseHandle>,
+    body: Result<Json<BizRequest>, JsonRejection>,
+) -> Json<Envelope> {
+    let (req, version) = match parse(body) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
+    };
+    let request = InstallRequest {
+        name: req.biz_name,
+        version,
+        strategy: req.install_strategy,
+    };
+    outcome(handle.install(request).await)
+}
+
+async fn uninstall_biz(
+    State(handle): State<BaseHandle>,
+    body: Result<Json<BizRequest>, JsonRejection>,
+) -> Json<Envelope> {
+    let (req, version) = match parse(body) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
+    };
+    outcome(handle.uninstall(&req.biz_name, version).await)
+}
+
+async fn switch_biz(
+    State(handle): State<BaseHandle>,
+    body: Result<Json<BizRequest>, JsonRejection>,
+) -> Json<Envelope> {
+    let (req, version) = match parse(body) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
+    };
+    let Some(version) = version else {
+        return bad_request("switchBiz needs bizVersion: the version to activate".to_owned());
+    };
+    outcome(handle.switch(&req.biz_name, version).await)
+}
+
+async fn query_all_biz(State(handle): State<BaseHandle>) -> Json<Envelope> {
+    match handle.modules().await {
+        Ok(all) => success(Value::Array(all.iter().map(biz_info).collect())),
+        Err(err) => failed(&err),
+    }
+}
+
+async fn health(State(handle): State<BaseHandle>) -> Json<Envelope> {
+    let report = handle.health();
+    success(json!({
+        "healthData": {
+            "live": report.live,
+            "ready": report.ready,
+            "started": report.started,
+            "readinessState": report.readiness_state(),
+            "reasons": report.reasons,
+            "traffic": report.traffic,
+            "modules": report.modules,
+        }
+    }))
+}
+
+async fn help() -> Json<Envelope> {
+    success(json!([
+        {"id": "installBiz", "desc": "install a module version: {bizName, bizVersion?, installStrategy?: swap|drain|installOnly|uninstallThenInstall}"},
+        {"id": "uninstallBiz", "desc": "drain and stop a module version: {bizName, bizVersion?}"},
+        {"id": "switchBiz", "desc": "activate a deactivated version: {bizName, bizVersion}"},
+        {"id": "queryAllBiz", "desc": "list module versions with state and history"},
+        {"id": "health", "desc": "liveness, readiness and per-module health"},
+        {"id": "help", "desc": "this list"},
+    ]))
+}

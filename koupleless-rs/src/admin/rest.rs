@@ -1,0 +1,163 @@
+//! REST/JSON equivalents of the Arklet commands.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State, rejection::JsonRejection},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    config::Strategy, error::BaseError, handle::BaseHandle, info::InstallRequest, manifest::Version,
+};
+
+pub(super) fn routes() -> Router<BaseHandle> {
+    Router::new()
+        .route("/modules", get(list).post(install))
+        .route("/modules/{name}", get(show).delete(uninstall))
+        .route("/modules/{name}/switch", post(switch))
+        .route("/routes", get(routes_table))
+        .route("/traffic", get(traffic).put(set_traffic))
+}
+
+impl IntoResponse for BaseError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.code(), "message": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": "BAD_REQUEST", "message": message })),
+    )
+        .into_response()
+}
+
+async fn list(State(handle): State<BaseHandle>) -> Result<Response, BaseError> {
+    Ok(Json(handle.modules().await?).into_response())
+}
+
+async fn show(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+) -> Result<Response, BaseError> {
+    let versions: Vec<_> = handle
+        .modules()
+        .await?
+        .into_iter()
+        .filter(|m| m.name == name)
+        .collect();
+    if versions.is_empty() {
+        return Err(BaseError::NotInstalled {
+            name,
+            version: None,
+        });
+    }
+    Ok(Json(versions).into_response())
+}
+
+#[derive(Deserialize)]
+struct InstallBody {
+    name: String,
+    #[serde(default)]
+    version: Option<Version>,
+    #[serde(default)]
+    strategy: Option<Strategy>,
+}
+
+async fn install(
+    State(handle): State<BaseHandle>,
+    body: Result<Json<InstallBody>, JsonRejection>,
+) -> Result<Response, BaseError> {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(bad_request(format!(
+                "{}; expected {{\"name\": \"payroll\", \"version\": \"1.0.0\", \"strategy\": \"swap\"}}",
+                e.body_text()
+            )));
+        }
+    };
+    let request = InstallRequest {
+        name: body.name,
+        version: body.version,
+        strategy: body.strategy,
+    };
+    Ok(Json(handle.install(request).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<Version>,
+}
+
+async fn uninstall(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+    query: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, BaseError> {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return Ok(bad_request(format!(
+                "{}; write ?version=1.2.3",
+                e.body_text()
+            )));
+        }
+    };
+    Ok(Json(handle.uninstall(&name, q.version).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SwitchBody {
+    version: Version,
+}
+
+async fn switch(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+    body: Result<Json<SwitchBody>, JsonRejection>,
+) -> Result<Response, BaseError> {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(bad_request(format!(
+                "{}; expected {{\"version\": \"1.2.3\"}}",
+                e.body_text()
+            )));
+        }
+    };
+    Ok(Json(handle.switch(&name, body.version).await?).into_response())
+}
+
+async fn routes_table(State(handle): State<BaseHandle>) -> Result<Response, BaseError> {
+    Ok(Json(handle.routes().await?).into_response())
+}
+
+async fn traffic(State(handle): State<BaseHandle>) -> Response {
+    let report = handle.health();
+    Json(json!({ "traffic": report.traffic, "ready": report.ready })).into_response()
+}
+
+#[derive(Deserialize)]
+struct TrafficBody {
+    on: bool,
+}
+
+async fn set_traffic(
+    State(handle): State<BaseHandle>,
+    body: Result<Json<TrafficBody>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(TrafficBody { on })) => match handle.set_traffic(on) {
+            Ok(()) => Json(json!({ "on": on })).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => bad_request(format!("{}; expected {{\"on\": true}}", e.body_text())),
+    }
+}

@@ -1,0 +1,320 @@
+//! Building and running a base: listeners, actors, boot installs, graceful shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use figment::Figment;
+use ractor::Actor;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    actors::{
+        base::{BaseActor, BaseArgs, BaseEnv},
+        health_supervisor::HealthReport,
+    },
+    admin::admin_router,
+    catalog::Catalog,
+    config::{Config, LoadedConfig, ProbeListeners},
+    error::BaseError,
+    handle::BaseHandle,
+    health::probe_routes,
+    info::InstallRequest,
+    module::Module,
+    resources::Resources,
+    routing::{SharedRouter, build_router},
+};
+
+/// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
+/// [`BaseBuilder::start`].
+#[derive(Debug)]
+pub struct Base;
+
+impl Base {
+    /// A builder with no modules, reading configuration from the standard sources.
+    pub fn builder() -> BaseBuilder {
+        BaseBuilder {
+            figment: None,
+            modules: Vec::new(),
+            resources: Resources::default(),
+        }
+    }
+}
+
+/// Collects native modules, shared resources and configuration.
+pub struct BaseBuilder {
+    figment: Option<Figment>,
+    modules: Vec<Arc<dyn Module>>,
+    resources: Resources,
+}
+
+impl BaseBuilder {
+    /// Registers a native module version. Several versions of one module may be registered;
+    /// the highest (or `modules.<name>.version`) is installed at start.
+    pub fn module(mut self, module: impl Module) -> Self {
+        self.modules.push(Arc::new(module));
+        self
+    }
+
+    /// Shares a value with every module (read with `ModuleContext::resources`).
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// Uses this configuration instead of defaults → `koupleless.toml` → `KOUPLELESS_*`.
+    /// Start from [`LoadedConfig::figment`] to keep the standard layering.
+    pub fn figment(mut self, figment: Figment) -> Self {
+        self.figment = Some(figment);
+        self
+    }
+
+    /// Starts the base, prints where it listens, and serves until SIGTERM or Ctrl-C, then
+    /// shuts down gracefully.
+    pub async fn run(self) -> Result<(), BaseError> {
+        let base = self.start().await?;
+        match base.admin_addr() {
+            Some(admin) => println!(
+                "koupleless base listening on http://{} (admin API on http://{admin})",
+                base.app_addr()
+            ),
+            None => println!("koupleless base listening on http://{}", base.app_addr()),
+        }
+        base.run_until_signal().await
+    }
+
+    /// Binds the listeners, starts the actors, installs the boot modules, and returns.
+    pub async fn start(self) -> Result<RunningBase, BaseError> {
+        let figment = self.figment.unwrap_or_else(LoadedConfig::figment);
+        let LoadedConfig { config, figment } = LoadedConfig::from_figment(figment)?;
+        crate::telemetry::init(&config.log);
+        crate::metrics::prometheus();
+        let config = Arc::new(config);
+
+        let mut catalog = Catalog::default();
+        for module in self.modules {
+            catalog.add(module)?;
+        }
+        let boot = boot_list(&catalog, &figment)?;
+
+        let app_listener = bind("server.listen", config.server.listen).await?;
+        let admin_listener = match config.admin.enabled {
+            true => Some(bind("admin.listen", config.admin.listen).await?),
+            false => None,
+        };
+
+        let router = SharedRouter::new(build_router(&[]));
+        let env = Arc::new(BaseEnv {
+            config: Arc::clone(&config),
+            figment,
+            resources: self.resources,
+            router: router.clone(),
+            catalog,
+        });
+        let (publish, report) = watch::channel(HealthReport::initial());
+        let (health_tx, health_rx) = tokio::sync::oneshot::channel();
+        let (base, _) = Actor::spawn(
+            None,
+            BaseActor,
+            BaseArgs {
+                env,
+                publish,
+                health_ready: health_tx,
+            },
+        )
+        .await
+        .map_err(|e| BaseError::Internal(format!("the base actor failed to start: {e}")))?;
+        let health = health_rx
+            .await
+            .map_err(|_| BaseError::Internal("the health supervisor did not start".to_owned()))?;
+        let handle = BaseHandle::new(base, health, report, config.health.tick_interval);
+
+        let probes = |on: ProbeListeners| {
+            (config.health.listeners == on || config.health.listeners == ProbeListeners::Both)
+                .then(|| probe_routes(handle.clone()))
+        };
+        let mut app = axum::Router::new();
+        if let Some(p) = probes(ProbeListeners::App) {
+            app = app.merge(p);
+        }
+        let app = app.fallback_service(router);
+        let app_addr = local_addr(&app_listener)?;
+        let app_stop = CancellationToken::new();
+        let app_server = serve(app_listener, app, app_stop.clone());
+
+        let admin_stop = CancellationToken::new();
+        let (admin_addr, admin_server) = match admin_listener {
+            Some(listener) => {
+                let addr = local_addr(&listener)?;
+                let router = admin_router(
+                    handle.clone(),
+                    config.admin.token.clone(),
+                    probes(ProbeListeners::Admin),
+                );
+                (
+                    Some(addr),
+                    Some(serve(listener, router, admin_stop.clone())),
+                )
+            }
+            None => (None, None),
+        };
+
+        for name in boot {
+            if let Err(err) = handle.install(InstallRequest::new(name.clone())).await {
+                tracing::error!(module = %name, error = %err, "boot install failed; the base keeps running without it");
+            }
+        }
+        handle.boot_done();
+
+        Ok(RunningBase {
+            config,
+            handle,
+            app_addr,
+            admin_addr,
+            app_server,
+            app_stop,
+            admin_server,
+            admin_stop,
+        })
+    }
+}
+
+fn boot_list(catalog: &Catalog, figment: &Figment) -> Result<Vec<String>, BaseError> {
+    let mut boot = Vec::new();
+    for name in catalog.names() {
+        let settings: crate::config::ModuleSettings = crate::config::module_section(figment, name)?;
+        if settings.enabled {
+            boot.push(name.clone());
+        }
+    }
+    Ok(boot)
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, BaseError> {
+    TcpListener::bind(addr).await.map_err(|e| BaseError::Bind {
+        key,
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, BaseError> {
+    listener
+        .local_addr()
+        .map_err(|e| BaseError::Internal(format!("listener has no address: {e}")))
+}
+
+fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "listener failed");
+        }
+    })
+}
+
+/// A base that is serving.
+#[derive(Debug)]
+pub struct RunningBase {
+    config: Arc<Config>,
+    handle: BaseHandle,
+    app_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    app_server: JoinHandle<()>,
+    app_stop: CancellationToken,
+    admin_server: Option<JoinHandle<()>>,
+    admin_stop: CancellationToken,
+}
+
+impl RunningBase {
+    /// Where the application listener is bound (useful with port 0).
+    pub fn app_addr(&self) -> SocketAddr {
+        self.app_addr
+    }
+
+    /// Where the admin listener is bound, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// A handle for installing, uninstalling and querying modules from code.
+    pub fn handle(&self) -> BaseHandle {
+        self.handle.clone()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down; a second signal exits at once.
+    pub async fn run_until_signal(self) -> Result<(), BaseError> {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; a second one exits immediately");
+        tokio::select! {
+            result = self.shutdown() => result,
+            _ = shutdown_signal() => {
+                tracing::warn!("second shutdown signal: exiting without waiting");
+                Ok(())
+            }
+        }
+    }
+
+    /// Readiness off → `shutdown.drain_delay` → graceful HTTP shutdown → modules stopped in
+    /// reverse install order → admin listener closed, all within `shutdown.grace`.
+    pub async fn shutdown(self) -> Result<(), BaseError> {
+        let grace = self.config.shutdown.grace;
+        let started = Instant::now();
+        let sequence = async {
+            self.handle.shutting_down();
+            tokio::time::sleep(self.config.shutdown.drain_delay).await;
+            self.app_stop.cancel();
+            let _ = self.app_server.await;
+            let _ = self.handle.stop_modules().await;
+            self.admin_stop.cancel();
+            if let Some(admin) = self.admin_server {
+                let _ = admin.await;
+            }
+            self.handle.actor().stop(Some("shutdown".to_owned()));
+        };
+        match tokio::time::timeout(grace, sequence).await {
+            Ok(()) => {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "shutdown complete"
+                );
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!("shutdown did not finish within shutdown.grace");
+                Err(BaseError::ShutdownTimedOut(
+                    humantime_serde::re::humantime::format_duration(grace).to_string(),
+                ))
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,536 @@
+//! Configuration: defaults → `koupleless.toml` (path from `KOUPLELESS_CONFIG`) →
+//! `KOUPLELESS_` environment variables with `__` nesting.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_PATH_ENV: &str = "KOUPLELESS_CONFIG";
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "KOUPLELESS_";
+/// The file read when `KOUPLELESS_CONFIG` is not set (absent is fine).
+pub const DEFAULT_CONFIG_FILE: &str = "koupleless.toml";
+
+/// The base's configuration. Every key is documented in the book's configuration reference.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The application listener.
+    pub server: ServerConfig,
+    /// The admin listener (Arklet-compatible API, metrics).
+    pub admin: AdminConfig,
+    /// Probes and readiness.
+    pub health: HealthConfig,
+    /// How new versions replace old ones.
+    pub upgrade: UpgradeConfig,
+    /// Restart policy for failed modules.
+    pub supervisor: SupervisorConfig,
+    /// SIGTERM handling.
+    pub shutdown: ShutdownConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`] for the keys the base
+    /// reads, the rest belongs to the module.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, figment::value::Dict>,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the application listener (`0.0.0.0:8080` in a pod).
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API at all.
+    pub enabled: bool,
+    /// Address of the admin listener (Arklet's port by default).
+    pub listen: SocketAddr,
+    /// Bearer token; required when `listen` is not a loopback address, checked whenever set.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 1238).into(),
+            token: None,
+        }
+    }
+}
+
+/// Which listeners answer the health probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeListeners {
+    /// The application listener only.
+    App,
+    /// The admin listener only.
+    Admin,
+    /// Both.
+    Both,
+}
+
+/// `[health]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Modules that must be activated and healthy before the base is ready.
+    pub required_modules: Vec<String>,
+    /// When set, the base is ready only while this file exists (the seed's `A_status`).
+    pub traffic_switch_file: Option<PathBuf>,
+    /// Initial position of the admin traffic switch.
+    pub traffic_on_at_start: bool,
+    /// How often each module's `health` is polled.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// How long a `health` call may take before it counts as down.
+    #[serde(with = "humantime_serde")]
+    pub check_timeout: Duration,
+    /// How often the switch file is looked at and the heartbeat renewed.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Where `/livez`, `/readyz`, `/startupz` and their aliases are served.
+    pub listeners: ProbeListeners,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            required_modules: Vec::new(),
+            traffic_switch_file: None,
+            traffic_on_at_start: true,
+            check_interval: Duration::from_secs(5),
+            check_timeout: Duration::from_secs(2),
+            tick_interval: Duration::from_millis(500),
+            listeners: ProbeListeners::Both,
+        }
+    }
+}
+
+/// How a new version of a module takes over from the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Strategy {
+    /// Start and check the new version beside the old, swap the router, drain the old.
+    Swap,
+    /// Readiness off, wait `silence_before_uninstall`, swap, readiness on (Koupleless' way).
+    Drain,
+    /// Install beside the active version, deactivated; `switch` activates it later.
+    InstallOnly,
+    /// Stop the old version first, then install the new one (a gap in service).
+    UninstallThenInstall,
+}
+
+impl Strategy {
+    /// The name used in configuration and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Swap => "swap",
+            Strategy::Drain => "drain",
+            Strategy::InstallOnly => "installOnly",
+            Strategy::UninstallThenInstall => "uninstallThenInstall",
+        }
+    }
+}
+
+/// `[upgrade]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// Default strategy; `modules.<name>.strategy` overrides it.
+    pub strategy: Strategy,
+    /// Longest a module's `start` plus first health check may take.
+    #[serde(with = "humantime_serde")]
+    pub start_timeout: Duration,
+    /// Longest an old version's in-flight requests are waited for before it is stopped.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// `drain` strategy: how long readiness is off before the swap.
+    #[serde(with = "humantime_serde")]
+    pub silence_before_uninstall: Duration,
+    /// Longest a module's `stop` (and the cancellation of its tasks) may take.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Swap,
+            start_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            silence_before_uninstall: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[supervisor]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorConfig {
+    /// Wait before the first restart of a failed module.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest wait between restarts (the wait doubles each time).
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Failures within `meltdown_window` after which the module is `broken`.
+    pub max_restarts: u32,
+    /// The window in which failures are counted.
+    #[serde(with = "humantime_serde")]
+    pub meltdown_window: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            max_restarts: 5,
+            meltdown_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, how long readiness is off before the listener stops accepting.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Everything after SIGTERM must finish within this; match the pod's grace period.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(5),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One short line per event.
+    Compact,
+    /// Multi-line, for reading at a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `info,koupleless=debug`; `RUST_LOG` wins.
+    pub level: String,
+    /// `compact`, `pretty` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Compact,
+        }
+    }
+}
+
+/// The keys the base reads from a module's own `[modules.<name>]` section.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModuleSettings {
+    /// Install this module when the base starts.
+    pub enabled: bool,
+    /// Install exactly this version instead of the highest one available.
+    pub version: Option<semver::Version>,
+    /// Upgrade strategy for this module.
+    pub strategy: Option<Strategy>,
+}
+
+impl Default for ModuleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            version: None,
+            strategy: None,
+        }
+    }
+}
+
+/// The configuration together with where each value came from.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The typed configuration.
+    pub config: Config,
+    /// The merged sources, kept so that modules can read their own sections.
+    pub figment: Figment,
+}
+
+impl LoadedConfig {
+    /// Defaults, then `koupleless.toml` (or `$KOUPLELESS_CONFIG`), then `KOUPLELESS_*`.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment())
+    }
+
+    /// The standard layering, not yet extracted.
+    pub fn figment() -> Figment {
+        let file = std::env::var_os(CONFIG_PATH_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        Self::figment_with_file(&file)
+    }
+
+    /// The standard layering with an explicit file path.
+    pub fn figment_with_file(file: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"))
+    }
+
+    /// Extracts and validates; errors name the key and where its value came from.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::from_figment(e, ""))?;
+        validate(&config)?;
+        Ok(Self { config, figment })
+    }
+
+    /// The settings the base reads for one module.
+    pub fn module_settings(&self, name: &str) -> Result<ModuleSettings, ConfigError> {
+        module_section(&self.figment, name)
+    }
+}
+
+/// Extracts a module's section (absent section ⇒ `T::default()` through serde defaults).
+pub(crate) fn module_section<T: serde::de::DeserializeOwned>(
+    figment: &Figment,
+    name: &str,
+) -> Result<T, ConfigError> {
+    let prefix = format!("modules.{name}");
+    figment
+        .focus(&prefix)
+        .extract()
+        .map_err(|e| ConfigError::from_figment(e, &prefix))
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let admin = &config.admin;
+    let token_missing = admin.token.as_deref().is_none_or(str::is_empty);
+    if admin.enabled && !admin.listen.ip().is_loopback() && token_missing {
+        return Err(ConfigError::invalid(
+            "admin.token",
+            format!(
+                "admin.listen is {}, which is not a loopback address, so the admin API needs a bearer token; set admin.token (e.g. KOUPLELESS_ADMIN__TOKEN from a Secret) or listen on 127.0.0.1",
+                admin.listen
+            ),
+        ));
+    }
+    let s = &config.supervisor;
+    if s.backoff_initial.is_zero() || s.backoff_initial > s.backoff_max {
+        return Err(ConfigError::invalid(
+            "supervisor.backoff_initial",
+            format!(
+                "must be above zero and at most supervisor.backoff_max ({})",
+                humantime_serde::re::humantime::format_duration(s.backoff_max)
+            ),
+        ));
+    }
+    if config.health.tick_interval.is_zero() || config.health.check_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            "health.tick_interval",
+            "health.tick_interval and health.check_interval must be above zero".to_owned(),
+        ));
+    }
+    if config.shutdown.drain_delay > config.shutdown.grace {
+        return Err(ConfigError::invalid(
+            "shutdown.drain_delay",
+            "must not exceed shutdown.grace, or the grace period ends before the listener closes"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// A configuration value that could not be used, with its key and origin.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn invalid(key: &str, why: String) -> Self {
+        Self {
+            problems: vec![format!("configuration key `{key}`: {why}")],
+        }
+    }
+
+    pub(crate) fn from_figment(err: figment::Error, prefix: &str) -> Self {
+        let problems = err
+            .into_iter()
+            .map(|e| {
+                let mut key = e.path.join(".");
+                if !prefix.is_empty() {
+                    key = if key.is_empty() {
+                        prefix.to_owned()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                }
+                let origin = match (&e.metadata, &e.profile) {
+                    (Some(md), profile) => {
+                        let profile = profile.clone().unwrap_or_default();
+                        let name = md.interpolate(&profile, &e.path);
+                        match &md.source {
+                            Some(figment::Source::File(path)) => {
+                                format!(" (set in file {})", path.display())
+                            }
+                            _ if md.name.contains("environment") => {
+                                format!(" (set by environment variable {})", name.to_uppercase())
+                            }
+                            _ => format!(" (from {})", md.name),
+                        }
+                    }
+                    (None, _) => String::new(),
+                };
+                let key = if key.is_empty() {
+                    "(top level)".to_owned()
+                } else {
+                    format!("`{key}`")
+                };
+                format!("configuration key {key}{origin}: {}", e.kind)
+            })
+            .collect();
+        Self { problems }
+    }
+
+    /// Each problem on its own line.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "koupleless.toml",
+                "[server]\nlisten = \"127.0.0.1:9000\"\n[upgrade]\ndrain_timeout = \"3s\"\n",
+            )?;
+            jail.set_env("KOUPLELESS_UPGRADE__DRAIN_TIMEOUT", "7s");
+            let loaded = LoadedConfig::load().expect("valid config");
+            assert_eq!(loaded.config.server.listen.port(), 9000);
+            assert_eq!(loaded.config.upgrade.drain_timeout, Duration::from_secs(7));
+            assert_eq!(loaded.config.admin.listen.port(), 1238);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_value_names_key_and_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("base.toml", "[upgrade]\ndrain_timeout = \"soon\"\n")?;
+            jail.set_env("KOUPLELESS_CONFIG", "base.toml");
+            let err = LoadedConfig::load().unwrap_err().to_string();
+            assert!(err.contains("`upgrade.drain_timeout`"), "{err}");
+            assert!(err.contains("base.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KOUPLELESS_SUPERVISOR__MAX_RESTARTS", "many");
+            let err = LoadedConfig::load().unwrap_err().to_string();
+            assert!(err.contains("`supervisor.max_restarts`"), "{err}");
+            assert!(err.contains("KOUPLELESS_SUPERVISOR__MAX_RESTARTS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("koupleless.toml", "[server]\nlisn = \"127.0.0.1:1\"\n")?;
+            let err = LoadedConfig::load().unwrap_err().to_string();
+            assert!(err.contains("lisn") && err.contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_admin_needs_a_token() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KOUPLELESS_ADMIN__LISTEN", "0.0.0.0:1238");
+            let err = LoadedConfig::load().unwrap_err().to_string();
+            assert!(err.contains("admin.token"), "{err}");
+            jail.set_env("KOUPLELESS_ADMIN__TOKEN", "s3cret");
+            assert!(LoadedConfig::load().is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn module_sections() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "koupleless.toml",
+                "[modules.payroll]\nenabled = false\nversion = \"1.2.0\"\ncurrency = \"CNY\"\n",
+            )?;
+            let loaded = LoadedConfig::load().expect("valid config");
+            let s = loaded.module_settings("payroll").unwrap();
+            assert!(!s.enabled);
+            assert_eq!(s.version, Some(semver::Version::new(1, 2, 0)));
+            assert!(loaded.module_settings("attendance").unwrap().enabled);
+            jail.set_env("KOUPLELESS_MODULES__PAYROLL__VERSION", "one");
+            let err = LoadedConfig::load()
+                .unwrap()
+                .module_settings("payroll")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("modules.payroll.version"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,96 @@
+//! What the base gives a module: its config section, a task spawner, shared resources,
+//! an in-process client and a tracing span.
+
+use std::sync::Arc;
+
+use figment::Figment;
+use serde::de::DeserializeOwned;
+
+use crate::{
+    client::ModuleClient, config::module_section, manifest::Manifest, module::ModuleError,
+    resources::Resources, tasks::TaskSpawner,
+};
+
+/// The base's side of one running module version. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ModuleContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    manifest: Manifest,
+    figment: Figment,
+    tasks: TaskSpawner,
+    resources: Resources,
+    client: ModuleClient,
+    span: tracing::Span,
+}
+
+impl ModuleContext {
+    pub(crate) fn new(
+        manifest: Manifest,
+        figment: Figment,
+        tasks: TaskSpawner,
+        resources: Resources,
+        client: ModuleClient,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                manifest,
+                figment,
+                tasks,
+                resources,
+                client,
+                span,
+            }),
+        }
+    }
+
+    /// This module's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    /// This module's configuration section, `[modules.<name>]`, as `T`.
+    ///
+    /// Fields missing from every source take their serde defaults; a bad value is an error
+    /// naming the key and where it was set.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, ModuleError> {
+        module_section(&self.inner.figment, &self.inner.manifest.name).map_err(ModuleError::from)
+    }
+
+    /// The whole merged configuration of the base.
+    pub fn figment(&self) -> &Figment {
+        &self.inner.figment
+    }
+
+    /// Spawns a task that is cancelled when this module version stops.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task)
+    }
+
+    /// The spawner behind [`spawn`](Self::spawn).
+    pub fn tasks(&self) -> &TaskSpawner {
+        &self.inner.tasks
+    }
+
+    /// The base's shared resources.
+    pub fn resources(&self) -> &Resources {
+        &self.inner.resources
+    }
+
+    /// A client that calls other modules' routes in process.
+    pub fn client(&self) -> &ModuleClient {
+        &self.inner.client
+    }
+
+    /// The span carrying this module's name and version; module logs belong in it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.inner.span
+    }
+}

@@ -1,0 +1,125 @@
+//! Programmatic control of a running base: what the admin API calls, usable from code.
+
+use std::time::Duration;
+
+use ractor::{ActorRef, rpc::CallResult};
+use tokio::sync::watch;
+
+use crate::{
+    actors::{
+        base::BaseMsg,
+        health_supervisor::{HealthMsg, HealthReport, heartbeat_fresh},
+    },
+    error::BaseError,
+    info::{InstallRequest, ModuleInfo, RouteInfo},
+    manifest::Version,
+};
+
+/// A cheap, cloneable handle on a running base.
+#[derive(Clone)]
+pub struct BaseHandle {
+    base: ActorRef<BaseMsg>,
+    health: ActorRef<HealthMsg>,
+    report: watch::Receiver<HealthReport>,
+    tick: Duration,
+}
+
+impl BaseHandle {
+    pub(crate) fn new(
+        base: ActorRef<BaseMsg>,
+        health: ActorRef<HealthMsg>,
+        report: watch::Receiver<HealthReport>,
+        tick: Duration,
+    ) -> Self {
+        Self {
+            base,
+            health,
+            report,
+            tick,
+        }
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> BaseMsg,
+    ) -> Result<T, BaseError> {
+        match self.base.call(msg, None).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            _ => Err(BaseError::ShuttingDown),
+        }
+    }
+
+    /// Installs (or upgrades to) a module version; returns its record once it is activated
+    /// (or deactivated, for `installOnly`).
+    pub async fn install(&self, request: InstallRequest) -> Result<ModuleInfo, BaseError> {
+        self.ask(|r| BaseMsg::Install(request, r)).await?
+    }
+
+    /// Deactivates, drains and stops a version (the active one when `version` is `None`).
+    pub async fn uninstall(
+        &self,
+        name: &str,
+        version: Option<Version>,
+    ) -> Result<ModuleInfo, BaseError> {
+        let name = name.to_owned();
+        self.ask(|r| BaseMsg::Uninstall(name, version, r)).await?
+    }
+
+    /// Activates a deactivated version; the active one becomes deactivated (kept for rollback).
+    pub async fn switch(&self, name: &str, version: Version) -> Result<ModuleInfo, BaseError> {
+        let name = name.to_owned();
+        self.ask(|r| BaseMsg::Switch(name, version, r)).await?
+    }
+
+    /// Every module version the base knows about, with state and history.
+    pub async fn modules(&self) -> Result<Vec<ModuleInfo>, BaseError> {
+        self.ask(BaseMsg::Query).await
+    }
+
+    /// The merged route table.
+    pub async fn routes(&self) -> Result<Vec<RouteInfo>, BaseError> {
+        self.ask(BaseMsg::Routes).await
+    }
+
+    /// The latest health report; `live` is false when the control loop has stopped ticking.
+    pub fn health(&self) -> HealthReport {
+        let mut report = self.report.borrow().clone();
+        report.live = report.live && heartbeat_fresh(&report, self.tick);
+        report
+    }
+
+    /// Waits for the next change of the health report.
+    pub async fn health_changed(&mut self) -> HealthReport {
+        let _ = self.report.changed().await;
+        self.health()
+    }
+
+    /// Turns the admin traffic switch on or off.
+    pub fn set_traffic(&self, on: bool) -> Result<(), BaseError> {
+        self.health
+            .cast(HealthMsg::Traffic(on))
+            .map_err(|_| BaseError::ShuttingDown)
+    }
+
+    pub(crate) fn boot_done(&self) {
+        let _ = self.health.cast(HealthMsg::BootDone);
+    }
+
+    pub(crate) fn shutting_down(&self) {
+        let _ = self.health.cast(HealthMsg::ShuttingDown);
+    }
+
+    pub(crate) async fn stop_modules(&self) -> Result<(), BaseError> {
+        self.ask(BaseMsg::Shutdown).await
+    }
+
+    pub(crate) fn actor(&self) -> &ActorRef<BaseMsg> {
+        &self.base
+    }
+}
+
+impl std::fmt::Debug for BaseHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseHandle").finish_non_exhaustive()
+    }
+}

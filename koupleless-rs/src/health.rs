@@ -1,0 +1,57 @@
+//! The probe endpoints: `/livez`, `/readyz`, `/startupz` and the Spring-style aliases.
+
+use axum::{Json, Router, extract::State, response::IntoResponse, routing::get};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::handle::BaseHandle;
+
+/// Probe routes, served on the listeners `health.listeners` names.
+pub(crate) fn probe_routes(handle: BaseHandle) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/health/liveness", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/health/readiness", get(readyz))
+        .route("/startupz", get(startupz))
+        .with_state(handle)
+}
+
+fn status(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn livez(State(handle): State<BaseHandle>) -> impl IntoResponse {
+    let report = handle.health();
+    let body = json!({
+        "status": if report.live { "UP" } else { "DOWN" },
+        "state": if report.live { "CORRECT" } else { "BROKEN" },
+    });
+    (status(report.live), Json(body))
+}
+
+async fn readyz(State(handle): State<BaseHandle>) -> impl IntoResponse {
+    let report = handle.health();
+    let body = json!({
+        "status": if report.ready { "UP" } else { "OUT_OF_SERVICE" },
+        "state": report.readiness_state(),
+        "reasons": report.reasons,
+        "traffic": report.traffic,
+        "draining": report.draining,
+        "modules": report.modules,
+    });
+    (status(report.ready), Json(body))
+}
+
+async fn startupz(State(handle): State<BaseHandle>) -> impl IntoResponse {
+    let report = handle.health();
+    let body = json!({
+        "status": if report.started { "UP" } else { "STARTING" },
+        "modules": report.modules,
+    });
+    (status(report.started), Json(body))
+}

@@ -1,0 +1,110 @@
+//! Prometheus metrics: per-module request counts and latencies, state gauges, installs.
+
+use std::{sync::OnceLock, time::Duration};
+
+use http::StatusCode;
+use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::state::ModuleState;
+
+/// Requests served, by module, version and status class.
+pub const REQUESTS_TOTAL: &str = "koupleless_requests_total";
+/// Request latency in seconds, by module and version.
+pub const REQUEST_DURATION: &str = "koupleless_request_duration_seconds";
+/// 1 for the state a module version is in, 0 for the others.
+pub const MODULE_STATE: &str = "koupleless_module_state";
+/// Install, upgrade and uninstall operations, by module, operation and result.
+pub const OPERATIONS_TOTAL: &str = "koupleless_module_operations_total";
+/// Restarts of a module version after a failure.
+pub const RESTARTS_TOTAL: &str = "koupleless_module_restarts_total";
+/// 1 when the base is ready for traffic.
+pub const READY: &str = "koupleless_ready";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once; `None` when the application
+/// installed another recorder first (then `/metrics` says so).
+pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(REQUEST_DURATION.to_owned()),
+                    &buckets,
+                )
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Handles resolved once per module version, so the request path only touches atomics.
+pub(crate) struct VersionMetrics {
+    by_class: [Counter; 5],
+    duration: Histogram,
+}
+
+impl VersionMetrics {
+    pub(crate) fn new(name: &str, version: &str) -> Self {
+        prometheus();
+        let class = |c: &'static str| counter!(REQUESTS_TOTAL, "module" => name.to_owned(), "version" => version.to_owned(), "status" => c);
+        Self {
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            duration: histogram!(REQUEST_DURATION, "module" => name.to_owned(), "version" => version.to_owned()),
+        }
+    }
+
+    pub(crate) fn observe(&self, status: StatusCode, elapsed: Duration) {
+        let idx = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.by_class[idx].increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+pub(crate) fn record_state(name: &str, version: &str, state: ModuleState) {
+    for s in ModuleState::ALL {
+        let value = if s == state { 1.0 } else { 0.0 };
+        gauge!(MODULE_STATE, "module" => name.to_owned(), "version" => version.to_owned(), "state" => s.as_str())
+            .set(value);
+    }
+}
+
+pub(crate) fn record_operation(name: &str, operation: &'static str, ok: bool) {
+    let result = if ok { "success" } else { "failure" };
+    counter!(OPERATIONS_TOTAL, "module" => name.to_owned(), "operation" => operation, "result" => result)
+        .increment(1);
+}
+
+pub(crate) fn record_restart(name: &str, version: &str) {
+    counter!(RESTARTS_TOTAL, "module" => name.to_owned(), "version" => version.to_owned())
+        .increment(1);
+}
+
+pub(crate) fn record_ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+/// The text exposition, or a note that another recorder owns the process.
+pub(crate) fn render() -> String {
+    match prometheus() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => "# koupleless: another metrics recorder was installed before the base; its exporter serves the metrics\n".to_owned(),
+    }
+}

@@ -1,0 +1,77 @@
+//! Module states and their history (Koupleless' BizState vocabulary).
+
+use std::{fmt, time::SystemTime};
+
+use serde::Serialize;
+
+/// Where a module version is in its lifecycle.
+///
+/// `resolved → activated ⇄ deactivated → stopped`, or `broken` from any of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleState {
+    /// Known and being started; not serving yet.
+    Resolved,
+    /// Started, healthy, and receiving traffic.
+    Activated,
+    /// Started, not receiving traffic (installed beside the active version, or switched away).
+    Deactivated,
+    /// Stopped; its resources are released.
+    Stopped,
+    /// Failed to start or failed too often; not serving.
+    Broken,
+}
+
+impl ModuleState {
+    /// Every state, for gauges.
+    pub const ALL: [ModuleState; 5] = [
+        ModuleState::Resolved,
+        ModuleState::Activated,
+        ModuleState::Deactivated,
+        ModuleState::Stopped,
+        ModuleState::Broken,
+    ];
+
+    /// The lowercase name used in the admin API and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleState::Resolved => "resolved",
+            ModuleState::Activated => "activated",
+            ModuleState::Deactivated => "deactivated",
+            ModuleState::Stopped => "stopped",
+            ModuleState::Broken => "broken",
+        }
+    }
+
+    /// Resolved, activated or deactivated: an instance exists.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            ModuleState::Resolved | ModuleState::Activated | ModuleState::Deactivated
+        )
+    }
+}
+
+impl fmt::Display for ModuleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One recorded state change.
+#[derive(Clone, Debug, Serialize)]
+pub struct StateChange {
+    /// When it happened (RFC 3339 in JSON).
+    #[serde(serialize_with = "serialize_time")]
+    pub time: SystemTime,
+    /// The state entered (unchanged for events such as a restart).
+    pub state: ModuleState,
+    /// A short machine-friendly cause: `install`, `start-failed`, `restart`, …
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+fn serialize_time<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime_serde::re::humantime::format_rfc3339_millis(*time).to_string())
+}
