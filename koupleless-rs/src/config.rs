@@ -413,21 +413,20 @@ impl ConfigError {
                         format!("{prefix}.{key}")
                     };
                 }
-                let origin = match (&e.metadata, &e.profile) {
-                    (Some(md), profile) => {
-                        let profile = profile.clone().unwrap_or_default();
-                        let name = md.interpolate(&profile, &e.path);
-                        match &md.source {
-                            Some(figment::Source::File(path)) => {
-                                format!(" (set in file {})", path.display())
-                            }
-                            _ if md.name.contains("environment") => {
-                                format!(" (set by environment variable {})", name.to_uppercase())
-                            }
-                            _ => format!(" (from {})", md.name),
+                let origin = match &e.metadata {
+                    Some(md) => match &md.source {
+                        Some(figment::Source::File(path)) => {
+                            format!(" (set in file {})", path.display())
                         }
-                    }
-                    (None, _) => String::new(),
+                        // figment's own interpolation ignores the `__` split; name the
+                        // variable exactly as the user has to write it.
+                        _ if md.name.contains("environment") => format!(
+                            " (set by environment variable {ENV_PREFIX}{})",
+                            key.split('.').collect::<Vec<_>>().join("__").to_uppercase()
+                        ),
+                        _ => format!(" (from {})", md.name),
+                    },
+                    None => String::new(),
                 };
                 let key = if key.is_empty() {
                     "(top level)".to_owned()

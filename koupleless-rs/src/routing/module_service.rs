@@ -9,7 +9,7 @@ use std::{
     time::Instant,
 };
 
-use axum::{Router, body::Body, response::IntoResponse};
+use axum::{Router, body::Body, extract::OriginalUri, response::IntoResponse};
 use http::{Request, StatusCode};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use tower::{Layer, Service, ServiceExt, util::Oneshot};
@@ -61,12 +61,17 @@ impl Service<Request<Body>> for ModuleService {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let shared = &self.shared;
+        // The nest has stripped the prefix; logs want the path the client sent.
+        let path = match request.extensions().get::<OriginalUri>() {
+            Some(OriginalUri(uri)) => uri.path(),
+            None => request.uri().path(),
+        };
         let span = tracing::info_span!(
             "request",
             module = %shared.name,
             version = %shared.version,
             method = %request.method(),
-            path = %request.uri().path(),
+            path = %path,
         );
         ModuleFuture {
             inner: self.inner.clone().oneshot(request).instrument(span),

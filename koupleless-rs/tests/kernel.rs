@@ -1,0 +1,757 @@
+//! The runtime kernel over HTTP: a real base on ephemeral ports, every behaviour checked
+//! through its listeners.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use http::{Method, StatusCode};
+use koupleless::Health;
+use serde_json::json;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_modules_probes_admin_and_metrics() {
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/payroll"),
+            TestModule::new("attendance", "1.0.0", "/attendance"),
+        ],
+        "[health]\nrequired_modules = [\"payroll\"]",
+    )
+    .await;
+    let http = Http::new();
+
+    let r = http.get(&app(&base, "/payroll/hello")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "payroll@1.0.0")
+    );
+    let r = http.get(&app(&base, "/attendance/hello")).await;
+    assert_eq!(r.text(), "attendance@1.0.0");
+    let r = http.get(&app(&base, "/nothing/here")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.text().contains("no installed module serves this path"),
+        "{}",
+        r.text()
+    );
+
+    for path in [
+        "/livez",
+        "/readyz",
+        "/startupz",
+        "/health/liveness",
+        "/health/readiness",
+    ] {
+        let r = http.get(&app(&base, path)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+        let r = http.get(&admin(&base, path)).await;
+        assert_eq!(r.status, StatusCode::OK, "admin {path}: {}", r.text());
+    }
+    let ready = http.get(&app(&base, "/readyz")).await.json();
+    assert_eq!(ready["state"], "ACCEPTING_TRAFFIC");
+    let payroll = ready["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "payroll")
+        .unwrap();
+    assert_eq!(payroll["required"], true);
+    assert_eq!(payroll["state"], "activated");
+
+    let all = http
+        .post(&admin(&base, "/queryAllBiz"), json!({}))
+        .await
+        .json();
+    assert_eq!(all["code"], "SUCCESS");
+    let names: Vec<_> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["bizName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["attendance", "payroll"]);
+    assert_eq!(all["data"][1]["bizState"], "activated");
+    assert_eq!(all["data"][1]["webContextPath"], "/payroll");
+
+    let modules = http.get(&admin(&base, "/modules")).await.json();
+    assert_eq!(modules.as_array().unwrap().len(), 2);
+    let routes = http.get(&admin(&base, "/routes")).await.json();
+    assert_eq!(routes.as_array().unwrap().len(), 2);
+    let help = http.post(&admin(&base, "/help"), json!({})).await.json();
+    assert!(help["data"].to_string().contains("installBiz"));
+    let health = http.post(&admin(&base, "/health"), json!({})).await.json();
+    assert_eq!(health["data"]["healthData"]["ready"], true);
+
+    let metrics = http.get(&admin(&base, "/metrics")).await.text();
+    assert!(
+        metrics.contains(
+            r#"koupleless_requests_total{module="payroll",version="1.0.0",status="2xx"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("koupleless_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"koupleless_module_state{module="payroll",version="1.0.0",state="activated"} 1"#
+    ));
+    assert!(metrics.contains(r#"koupleless_module_operations_total{module="payroll",operation="install",result="success"}"#));
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_under_steady_load_fails_no_request() {
+    let v1 = TestModule::new("payroll", "1.0.0", "/payroll").slow(15);
+    let v2 = TestModule::new("payroll", "2.0.0", "/payroll").slow(15);
+    let v1_probe = Arc::clone(&v1.probe);
+    let base = start_base(vec![v1, v2], "[modules.payroll]\nversion = \"1.0.0\"").await;
+    let http = Http::new();
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@1.0.0"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = app(&base, "/payroll/hello");
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (http, url, stop) = (http.clone(), url.clone(), Arc::clone(&stop));
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) && seen.len() < 5_000 {
+                let r = http.get(&url).await;
+                seen.push((r.status, r.text()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let up = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
+        )
+        .await
+        .json();
+    assert_eq!(up["code"], "SUCCESS", "{up}");
+    assert_eq!(up["data"]["bizState"], "activated");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let back = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "payroll", "bizVersion": "1.0.0"}),
+        )
+        .await
+        .json();
+    assert_eq!(back["code"], "SUCCESS", "{back}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = 0;
+    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
+    for w in workers {
+        for (status, body) in w.await.unwrap() {
+            total += 1;
+            assert_eq!(status, StatusCode::OK, "non-2xx during upgrade: {body}");
+            assert!(
+                body == "payroll@1.0.0" || body == "payroll@2.0.0",
+                "unexpected body {body}"
+            );
+            *by_version.entry(body).or_default() += 1;
+        }
+    }
+    assert!(total > 100, "load too small to prove anything: {total}");
+    assert!(
+        by_version.len() == 2,
+        "both versions should have served: {by_version:?}"
+    );
+    // v1 was stopped once (replaced by v2) after its requests drained, then installed again.
+    assert_eq!(v1_probe.stops.lock().unwrap().as_slice(), ["payroll@1.0.0"]);
+    assert_eq!(
+        v1_probe.in_flight_at_stop.lock().unwrap().as_slice(),
+        [0],
+        "v1 stopped before its requests drained"
+    );
+    let v2_record = biz(&http, &base, "payroll", "2.0.0").await.unwrap();
+    assert_eq!(v2_record["bizState"], "stopped");
+    assert!(
+        v2_record["bizStateRecords"]
+            .to_string()
+            .contains("drained and stopped"),
+        "{v2_record}"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_panic_is_a_500_for_that_request_only() {
+    let base = start_base(vec![TestModule::new("payroll", "1.0.0", "/payroll")], "").await;
+    let http = Http::new();
+    let r = http.get(&app(&base, "/payroll/panic")).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.text().contains("payroll@1.0.0"), "{}", r.text());
+    let r = http.get(&app(&base, "/payroll/hello")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        biz(&http, &base, "payroll", "1.0.0").await.unwrap()["bizState"],
+        "activated"
+    );
+    let metrics = http.get(&admin(&base, "/metrics")).await.text();
+    assert!(
+        metrics.contains(
+            r#"koupleless_requests_total{module="payroll",version="1.0.0",status="5xx"} 1"#
+        ),
+        "{metrics}"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_never_gets_traffic_and_old_version_keeps_serving() {
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/payroll"),
+            TestModule::new("payroll", "2.0.0", "/payroll").failing_start(),
+        ],
+        "[modules.payroll]\nversion = \"1.0.0\"",
+    )
+    .await;
+    let http = Http::new();
+    let r = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["code"], "FAILED", "{r}");
+    assert_eq!(r["errorCode"], "START_FAILED");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("payroll@2.0.0") && msg.contains("payroll_db"),
+        "{msg}"
+    );
+    assert!(msg.contains("`payroll@1.0.0` keeps serving"), "{msg}");
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@1.0.0"
+    );
+    let v2 = biz(&http, &base, "payroll", "2.0.0").await.unwrap();
+    assert_eq!(v2["bizState"], "broken");
+    let reasons: Vec<_> = v2["bizStateRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].clone())
+        .collect();
+    assert_eq!(reasons, [json!("install"), json!("install-failed")]);
+    // REST gives the same failure a proper status.
+    let r = http
+        .post(
+            &admin(&base, "/modules"),
+            json!({"name": "payroll", "version": "2.0.0"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        http.get(&app(&base, "/readyz")).await.status,
+        StatusCode::OK
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_conflict_is_rejected_naming_both_modules() {
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/hr"),
+            TestModule::new("attendance", "1.0.0", "/hr/attendance"),
+        ],
+        "[modules.attendance]\nenabled = false",
+    )
+    .await;
+    let http = Http::new();
+    let r = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "attendance"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["code"], "FAILED", "{r}");
+    assert_eq!(r["errorCode"], "ROUTE_CONFLICT");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("attendance@1.0.0") && msg.contains("payroll@1.0.0"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("/hr/attendance") && msg.contains("`/hr`"),
+        "{msg}"
+    );
+    let r = http
+        .post(&admin(&base, "/modules"), json!({"name": "attendance"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        http.get(&app(&base, "/hr/hello")).await.text(),
+        "payroll@1.0.0"
+    );
+    assert!(biz(&http, &base, "attendance", "1.0.0").await.is_none());
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_module_names_what_is_known() {
+    let base = start_base(vec![TestModule::new("payroll", "1.0.0", "/payroll")], "").await;
+    let http = Http::new();
+    let r = http
+        .post(&admin(&base, "/installBiz"), json!({"bizName": "payrol"}))
+        .await
+        .json();
+    assert_eq!(r["errorCode"], "UNKNOWN_MODULE");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("native modules are: payroll"),
+        "{r}"
+    );
+    let r = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "payroll", "bizVersion": "9.9.9"}),
+        )
+        .await
+        .json();
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("known versions are: 1.0.0"),
+        "{r}"
+    );
+    let r = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "payroll", "bizVersion": "one"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["errorCode"], "BAD_REQUEST");
+    let r = http
+        .send(Method::DELETE, &admin(&base, "/modules/ghost"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_required_module_means_not_ready_but_live() {
+    let base = start_base(
+        vec![TestModule::new("attendance", "1.0.0", "/attendance")],
+        "[health]\nrequired_modules = [\"payroll\"]",
+    )
+    .await;
+    let http = Http::new();
+    let r = http.get(&app(&base, "/readyz")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.text()
+            .contains("required module `payroll` is not activated"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.json()["state"], "REFUSING_TRAFFIC");
+    assert_eq!(
+        http.get(&app(&base, "/health/readiness")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        http.get(&app(&base, "/startupz")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
+    assert_eq!(
+        http.get(&app(&base, "/attendance/hello")).await.status,
+        StatusCode::OK
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_module_down_means_not_ready() {
+    let payroll = TestModule::new("payroll", "1.0.0", "/payroll");
+    let probe = Arc::clone(&payroll.probe);
+    let base = start_base(vec![payroll], "[health]\nrequired_modules = [\"payroll\"]").await;
+    let http = Http::new();
+    let ready = app(&base, "/readyz");
+    assert_eq!(http.get(&ready).await.status, StatusCode::OK);
+    *probe.health.lock().unwrap() = Some(Health::Down("ledger unreachable".to_owned()));
+    eventually(WAIT, "readiness off while payroll is down", || async {
+        let r = http.get(&ready).await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE && r.text().contains("ledger unreachable")
+    })
+    .await;
+    assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
+    *probe.health.lock().unwrap() = None;
+    eventually(WAIT, "readiness back", || async {
+        http.get(&ready).await.status == StatusCode::OK
+    })
+    .await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_switch_and_switch_file_gate_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("A_status");
+    let base = start_base(
+        vec![TestModule::new("payroll", "1.0.0", "/payroll")],
+        &format!(
+            "[health]\ntraffic_switch_file = {:?}",
+            file.display().to_string()
+        ),
+    )
+    .await;
+    let http = Http::new();
+    let ready = app(&base, "/readyz");
+    let r = http.get(&ready).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().contains("A_status does not exist"), "{}", r.text());
+    std::fs::write(&file, b"").unwrap();
+    eventually(WAIT, "ready once the switch file exists", || async {
+        http.get(&ready).await.status == StatusCode::OK
+    })
+    .await;
+
+    let r = http
+        .send(
+            Method::PUT,
+            &admin(&base, "/traffic"),
+            Some(json!({"on": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    eventually(WAIT, "not ready with the switch off", || async {
+        let r = http.get(&ready).await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE && r.text().contains("traffic switch is off")
+    })
+    .await;
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.status,
+        StatusCode::OK
+    );
+    http.send(
+        Method::PUT,
+        &admin(&base, "/traffic"),
+        Some(json!({"on": true})),
+    )
+    .await;
+    eventually(WAIT, "ready with the switch on", || async {
+        http.get(&ready).await.status == StatusCode::OK
+    })
+    .await;
+    std::fs::remove_file(&file).unwrap();
+    eventually(WAIT, "not ready once the file is gone", || async {
+        http.get(&ready).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_on_a_non_loopback_address_requires_the_token() {
+    let base = start_base(
+        vec![TestModule::new("payroll", "1.0.0", "/payroll"), TestModule::new("attendance", "1.0.0", "/attendance")],
+        "[admin]\nlisten = \"0.0.0.0:0\"\ntoken = \"s3cret\"\n[modules.attendance]\nenabled = false",
+    )
+    .await;
+    let port = base.admin_addr().unwrap().port();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let anonymous = Http::new();
+    let r = anonymous
+        .post(&url("/installBiz"), json!({"bizName": "attendance"}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.text().contains("Bearer"), "{}", r.text());
+    assert_eq!(
+        anonymous.get(&url("/modules")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        anonymous.get(&url("/metrics")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = Http::with_token("guess");
+    assert_eq!(
+        wrong
+            .post(&url("/installBiz"), json!({"bizName": "attendance"}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let admin_http = Http::with_token("s3cret");
+    let all = admin_http
+        .post(&url("/queryAllBiz"), json!({}))
+        .await
+        .json();
+    assert_eq!(
+        all["data"].as_array().unwrap().len(),
+        1,
+        "the refused install changed nothing: {all}"
+    );
+    assert_eq!(
+        anonymous.get(&app(&base, "/attendance/hello")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = admin_http
+        .post(&url("/installBiz"), json!({"bizName": "attendance"}))
+        .await
+        .json();
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    assert_eq!(
+        anonymous.get(&app(&base, "/attendance/hello")).await.status,
+        StatusCode::OK
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_only_then_switch_and_uninstall_then_install() {
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/payroll"),
+            TestModule::new("payroll", "2.0.0", "/payroll"),
+        ],
+        "[modules.payroll]\nversion = \"1.0.0\"",
+    )
+    .await;
+    let http = Http::new();
+    let hello = app(&base, "/payroll/hello");
+    let r = http
+        .post(
+            &admin(&base, "/installBiz"),
+            json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "installOnly"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["data"]["bizState"], "deactivated", "{r}");
+    assert_eq!(http.get(&hello).await.text(), "payroll@1.0.0");
+
+    let r = http
+        .post(
+            &admin(&base, "/switchBiz"),
+            json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(http.get(&hello).await.text(), "payroll@2.0.0");
+    assert_eq!(
+        biz(&http, &base, "payroll", "1.0.0").await.unwrap()["bizState"],
+        "deactivated"
+    );
+
+    // Rollback re-activates the kept version without starting it again.
+    let r = http
+        .post(
+            &admin(&base, "/modules/payroll/switch"),
+            json!({"version": "1.0.0"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(http.get(&hello).await.text(), "payroll@1.0.0");
+
+    let r = http
+        .post(&admin(&base, "/installBiz"), json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "uninstallThenInstall"}))
+        .await
+        .json();
+    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(http.get(&hello).await.text(), "payroll@2.0.0");
+    assert_eq!(
+        biz(&http, &base, "payroll", "1.0.0").await.unwrap()["bizState"],
+        "stopped"
+    );
+
+    let r = http
+        .post(
+            &admin(&base, "/uninstallBiz"),
+            json!({"bizName": "payroll"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    assert_eq!(http.get(&hello).await.status, StatusCode::NOT_FOUND);
+    let r = http
+        .post(
+            &admin(&base, "/uninstallBiz"),
+            json!({"bizName": "payroll"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["errorCode"], "NOT_INSTALLED", "{r}");
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_strategy_refuses_traffic_during_the_silence_period() {
+    let base = start_base(
+        vec![TestModule::new("payroll", "1.0.0", "/payroll"), TestModule::new("payroll", "2.0.0", "/payroll")],
+        "[modules.payroll]\nversion = \"1.0.0\"\nstrategy = \"drain\"\n[upgrade]\nsilence_before_uninstall = \"600ms\"",
+    )
+    .await;
+    let http = Http::new();
+    let ready = app(&base, "/readyz");
+    assert_eq!(http.get(&ready).await.status, StatusCode::OK);
+    let installer = {
+        let (http, url) = (http.clone(), admin(&base, "/installBiz"));
+        tokio::spawn(async move {
+            http.post(&url, json!({"bizName": "payroll", "bizVersion": "2.0.0"}))
+                .await
+                .json()
+        })
+    };
+    eventually(WAIT, "readiness off during the drain window", || async {
+        let r = http.get(&ready).await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE && r.text().contains("being drained")
+    })
+    .await;
+    // Traffic that still arrives is served by the old version.
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@1.0.0"
+    );
+    let r = installer.await.unwrap();
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    eventually(WAIT, "ready after the swap", || async {
+        http.get(&ready).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@2.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
+    let flaky = TestModule::new("payroll", "1.0.0", "/payroll");
+    flaky.probe.task_panics_left.store(1, Ordering::SeqCst);
+    let flaky_probe = Arc::clone(&flaky.probe);
+    let doomed = TestModule::new("attendance", "1.0.0", "/attendance");
+    doomed
+        .probe
+        .task_panics_left
+        .store(usize::MAX, Ordering::SeqCst);
+    let base = start_base(vec![flaky, doomed], "").await;
+    let http = Http::new();
+
+    eventually(WAIT, "payroll restarted once", || async {
+        let b = biz(&http, &base, "payroll", "1.0.0").await.unwrap();
+        b["bizStateRecords"]
+            .to_string()
+            .contains("restarted after a failure")
+    })
+    .await;
+    assert_eq!(flaky_probe.starts.load(Ordering::SeqCst), 2);
+    let b = biz(&http, &base, "payroll", "1.0.0").await.unwrap();
+    assert_eq!(b["bizState"], "activated");
+    assert!(
+        b["bizStateRecords"].to_string().contains("worker crashed"),
+        "{b}"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.status,
+        StatusCode::OK
+    );
+
+    eventually(
+        WAIT,
+        "attendance broken after repeated failures",
+        || async {
+            biz(&http, &base, "attendance", "1.0.0").await.unwrap()["bizState"] == "broken"
+        },
+    )
+    .await;
+    let r = http.get(&app(&base, "/attendance/hello")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.text().contains("failed more than 3 times"),
+        "{}",
+        r.text()
+    );
+    // The rest of the base keeps serving.
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
+    let metrics = http.get(&admin(&base, "/metrics")).await.text();
+    assert!(metrics.contains(
+        r#"koupleless_module_state{module="attendance",version="1.0.0",state="broken"} 1"#
+    ));
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_requests_and_stops_modules_in_reverse() {
+    let probe = Arc::new(Probe::default());
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/payroll").with_probe(Arc::clone(&probe)),
+            TestModule::new("attendance", "1.0.0", "/attendance").with_probe(Arc::clone(&probe)),
+        ],
+        "[shutdown]\ndrain_delay = \"300ms\"",
+    )
+    .await;
+    let http = Http::new();
+    let slow = {
+        let (http, url) = (http.clone(), app(&base, "/payroll/sleep/600"));
+        tokio::spawn(async move { http.get(&url).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let handle = base.handle();
+    let ready = app(&base, "/readyz");
+    let shutdown = tokio::spawn(base.shutdown());
+    eventually(WAIT, "readiness off right after the signal", || async {
+        handle.health().ready == false
+    })
+    .await;
+    let r = http.get(&ready).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    let r = slow.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "slept"));
+    shutdown.await.unwrap().unwrap();
+    assert_eq!(
+        probe.stops.lock().unwrap().as_slice(),
+        ["attendance@1.0.0", "payroll@1.0.0"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_fails_start_naming_key_and_source() {
+    let err = koupleless::Base::builder()
+        .figment(figment("[upgrade]\ndrain_timeout = \"forever\""))
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`upgrade.drain_timeout`") && err.contains("forever"),
+        "{err}"
+    );
+}

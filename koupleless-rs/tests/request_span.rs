@@ -1,0 +1,112 @@
+//! Every request runs inside a span carrying the module's name and version, so that a
+//! handler's own log lines say which module version wrote them.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use axum::{Router, routing::get};
+use koupleless::{Manifest, Module, ModuleContext};
+use support::*;
+use tracing::{
+    Subscriber,
+    field::{Field, Visit},
+    span::{Attributes, Id},
+};
+use tracing_subscriber::{Layer, layer::Context, prelude::*, registry::LookupSpan};
+
+#[derive(Default, Clone)]
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+/// Records, for each event whose message is "computing payslip", the fields of its spans.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        fields
+            .0
+            .push(("span".to_owned(), attrs.metadata().name().to_owned()));
+        ctx.span(id)
+            .expect("span exists")
+            .extensions_mut()
+            .insert(fields);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut message = Fields::default();
+        event.record(&mut message);
+        if !message
+            .0
+            .iter()
+            .any(|(k, v)| k == "message" && v == "computing payslip")
+        {
+            return;
+        }
+        let mut seen = Vec::new();
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if let Some(fields) = span.extensions().get::<Fields>() {
+                    seen.extend(fields.0.iter().cloned());
+                }
+            }
+        }
+        self.0.lock().unwrap().push(seen);
+    }
+}
+
+struct Payroll;
+
+#[async_trait::async_trait]
+impl Module for Payroll {
+    fn manifest(&self) -> Manifest {
+        Manifest::parse("payroll", "1.4.0", "/payroll").unwrap()
+    }
+    fn router(&self, _ctx: &ModuleContext) -> Router {
+        Router::new().route(
+            "/payslip",
+            get(|| async {
+                tracing::info!("computing payslip");
+                "ok"
+            }),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_logs_carry_module_name_and_version() {
+    let capture = Capture::default();
+    // Installed before the base starts, so the base leaves this subscriber in place.
+    tracing_subscriber::registry().with(capture.clone()).init();
+
+    let base = koupleless::Base::builder()
+        .module(Payroll)
+        .figment(figment(""))
+        .start()
+        .await
+        .unwrap();
+    let r = Http::new().get(&app(&base, "/payroll/payslip")).await;
+    assert_eq!(r.text(), "ok");
+    let seen = capture.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one log line from the handler: {seen:?}");
+    let fields = &seen[0];
+    let has = |k: &str, v: &str| fields.iter().any(|(fk, fv)| fk == k && fv == v);
+    assert!(has("span", "request"), "{fields:?}");
+    assert!(
+        has("module", "payroll") && has("version", "1.4.0"),
+        "{fields:?}"
+    );
+    assert!(has("path", "/payroll/payslip"), "{fields:?}");
+    base.shutdown().await.unwrap();
+}

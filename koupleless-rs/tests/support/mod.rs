@@ -1,0 +1,320 @@
+//! Shared test support: a configurable module, a base on ephemeral ports, an HTTP client.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Router, routing::get};
+use bytes::Bytes;
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml},
+};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use koupleless::{
+    Base, Config, Health, Manifest, Module, ModuleContext, ModuleError, RunningBase, Version,
+};
+use serde_json::Value;
+
+/// Settings every test base starts from: ephemeral ports, fast ticks, no shutdown delay.
+pub const TEST_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[health]
+tick_interval = "50ms"
+check_interval = "100ms"
+check_timeout = "1s"
+[upgrade]
+drain_timeout = "5s"
+stop_timeout = "2s"
+silence_before_uninstall = "300ms"
+[supervisor]
+backoff_initial = "20ms"
+backoff_max = "100ms"
+max_restarts = 3
+meltdown_window = "30s"
+[shutdown]
+drain_delay = "0s"
+grace = "10s"
+[log]
+level = "warn"
+"#;
+
+pub fn figment(extra: &str) -> Figment {
+    Figment::from(Serialized::defaults(Config::default()))
+        .merge(Toml::string(TEST_CONFIG))
+        .merge(Toml::string(extra))
+}
+
+/// Starts a base with these modules and extra TOML configuration.
+pub async fn start_base(modules: Vec<TestModule>, extra: &str) -> RunningBase {
+    let mut builder = Base::builder().figment(figment(extra));
+    for m in modules {
+        builder = builder.module(m);
+    }
+    builder.start().await.expect("base starts")
+}
+
+/// What a test module does, shared between its versions' instances and the test.
+#[derive(Default)]
+pub struct Probe {
+    pub starts: AtomicUsize,
+    pub stops: Mutex<Vec<String>>,
+    pub health: Mutex<Option<Health>>,
+    pub task_panics_left: AtomicUsize,
+    /// Requests inside a handler right now.
+    pub in_flight: AtomicUsize,
+    /// `in_flight` as seen by each `stop`: non-zero means a version stopped under load.
+    pub in_flight_at_stop: Mutex<Vec<usize>>,
+}
+
+/// A module whose behaviour each test sets.
+#[derive(Clone)]
+pub struct TestModule {
+    pub name: String,
+    pub version: Version,
+    pub prefix: String,
+    pub fail_start: bool,
+    pub slow_ms: u64,
+    pub probe: Arc<Probe>,
+}
+
+impl TestModule {
+    pub fn new(name: &str, version: &str, prefix: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: Version::parse(version).unwrap(),
+            prefix: prefix.to_owned(),
+            fail_start: false,
+            slow_ms: 0,
+            probe: Arc::new(Probe::default()),
+        }
+    }
+
+    pub fn failing_start(mut self) -> Self {
+        self.fail_start = true;
+        self
+    }
+
+    pub fn slow(mut self, ms: u64) -> Self {
+        self.slow_ms = ms;
+        self
+    }
+
+    pub fn with_probe(mut self, probe: Arc<Probe>) -> Self {
+        self.probe = probe;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Module for TestModule {
+    fn manifest(&self) -> Manifest {
+        Manifest::new(self.name.clone(), self.version.clone(), self.prefix.clone())
+    }
+
+    async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
+        self.probe.starts.fetch_add(1, Ordering::SeqCst);
+        if self.fail_start {
+            return Err(ModuleError::msg(
+                "database `payroll_db` refused the connection",
+            ));
+        }
+        let probe = Arc::clone(&self.probe);
+        ctx.spawn(async move {
+            // A worker that crashes while the test asks it to, to exercise supervision.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let left = probe.task_panics_left.load(Ordering::SeqCst);
+            if left > 0 {
+                probe.task_panics_left.store(left - 1, Ordering::SeqCst);
+                panic!("worker crashed ({left} crashes left)");
+            }
+            std::future::pending::<()>().await;
+        });
+        Ok(())
+    }
+
+    fn router(&self, _ctx: &ModuleContext) -> Router {
+        let who = format!("{}@{}", self.name, self.version);
+        let slow = self.slow_ms;
+        let probe = Arc::clone(&self.probe);
+        Router::new()
+            .route(
+                "/hello",
+                get(move || async move {
+                    probe.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if slow > 0 {
+                        tokio::time::sleep(Duration::from_millis(slow)).await;
+                    }
+                    probe.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    who
+                }),
+            )
+            .route(
+                "/panic",
+                get(|| async {
+                    panic!("handler bug");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .route(
+                "/sleep/{ms}",
+                get(
+                    |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        "slept"
+                    },
+                ),
+            )
+    }
+
+    async fn health(&self) -> Health {
+        self.probe
+            .health
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(Health::Up)
+    }
+
+    async fn stop(&self) -> Result<(), ModuleError> {
+        self.probe
+            .stops
+            .lock()
+            .unwrap()
+            .push(format!("{}@{}", self.name, self.version));
+        let in_flight = self.probe.in_flight.load(Ordering::SeqCst);
+        self.probe.in_flight_at_stop.lock().unwrap().push(in_flight);
+        Ok(())
+    }
+}
+
+/// A small HTTP client for talking to the base over loopback.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub token: Option<String>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            token: None,
+        }
+    }
+
+    pub fn with_token(token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..Self::new()
+        }
+    }
+
+    pub async fn send(&self, method: Method, url: &str, body: Option<Value>) -> Reply {
+        let mut req = Request::builder().method(method).uri(url);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let response = self
+            .client
+            .request(req.body(body).unwrap())
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body read")
+            .to_bytes();
+        Reply { status, body }
+    }
+
+    pub async fn get(&self, url: &str) -> Reply {
+        self.send(Method::GET, url, None).await
+    }
+
+    pub async fn post(&self, url: &str, body: Value) -> Reply {
+        self.send(Method::POST, url, Some(body)).await
+    }
+}
+
+pub fn app(base: &RunningBase, path: &str) -> String {
+    format!("http://{}{}", base.app_addr(), path)
+}
+
+pub fn admin(base: &RunningBase, path: &str) -> String {
+    format!(
+        "http://{}{}",
+        base.admin_addr().expect("admin enabled"),
+        path
+    )
+}
+
+/// Polls `check` until it returns true or `within` passes; panics with `what` on timeout.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The record of `name@version` from `queryAllBiz`.
+pub async fn biz(http: &Http, base: &RunningBase, name: &str, version: &str) -> Option<Value> {
+    let reply = http
+        .post(&admin(base, "/queryAllBiz"), serde_json::json!({}))
+        .await;
+    let all = reply.json();
+    all["data"]
+        .as_array()?
+        .iter()
+        .find(|b| b["bizName"] == name && b["bizVersion"] == version)
+        .cloned()
+}
