@@ -446,6 +446,8 @@ impl ConfigError {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment::Error, which is large by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -728,7 +728,7 @@ async fn graceful_shutdown_finishes_requests_and_stops_modules_in_reverse() {
     let ready = app(&base, "/readyz");
     let shutdown = tokio::spawn(base.shutdown());
     eventually(WAIT, "readiness off right after the signal", || async {
-        handle.health().ready == false
+        !handle.health().ready
     })
     .await;
     let r = http.get(&ready).await;

@@ -29,7 +29,9 @@ impl Visit for Fields {
 
 /// Records, for each event whose message is "computing payslip", the fields of its spans.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Capture(Arc<Mutex<Vec<Vec<FieldValue>>>>);
+
+type FieldValue = (String, String);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {

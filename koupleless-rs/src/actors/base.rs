@@ -545,7 +545,7 @@ impl BaseState {
                     .filter(|e| e.state.is_live())
                     .map(|e| (e.seq, e.key()))
                     .collect();
-                live.sort_by(|a, b| b.0.cmp(&a.0));
+                live.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
                 let _ = reply.send(live.into_iter().map(|(_, k)| k).collect());
             }
             OpMsg::Resolve(module, reply) => {

@@ -125,10 +125,10 @@ impl Ops {
                 self.retire(other, "making room for a new version").await;
             }
         }
-        if strategy == Strategy::UninstallThenInstall {
-            if let Some(old) = &active {
-                self.retire(old, "uninstallThenInstall").await;
-            }
+        if strategy == Strategy::UninstallThenInstall
+            && let Some(old) = &active
+        {
+            self.retire(old, "uninstallThenInstall").await;
         }
 
         let m = Arc::clone(&module);
@@ -241,14 +241,13 @@ impl Ops {
                 "requests still in flight after upgrade.drain_timeout; stopping anyway"
             );
         }
-        if let Some(actor) = actor {
-            if actor
+        if let Some(actor) = actor
+            && actor
                 .stop_and_wait(None, Some(self.stop_wait()))
                 .await
                 .is_err()
-            {
-                actor.kill();
-            }
+        {
+            actor.kill();
         }
         let message = if drained {
             format!("{why}; drained and stopped")
