@@ -112,4 +112,14 @@ impl ClientError {
     pub fn status(&self) -> Option<StatusCode> {
         self.status
     }
+
+    /// The path that was called.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The target's answer (for a non-2xx status) or why the call failed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }

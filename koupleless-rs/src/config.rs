@@ -9,7 +9,7 @@ use std::{
 };
 
 use figment::{
-    Figment,
+    Figment, Provider,
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
@@ -309,15 +309,31 @@ impl LoadedConfig {
 
     /// The standard layering, not yet extracted.
     pub fn figment() -> Figment {
-        let file = std::env::var_os(CONFIG_PATH_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
-        Self::figment_with_file(&file)
+        Self::figment_with_file(&config_file())
     }
 
-    /// The standard layering with an explicit file path.
+    /// The standard layering with an explicit file path (an absent file is fine).
     pub fn figment_with_file(file: &Path) -> Figment {
-        Figment::from(Serialized::defaults(Config::default()))
+        Self::layered(file, None::<Serialized<()>>)
+    }
+
+    /// The standard layering with an application's own defaults placed right above the
+    /// library's, so that the file and the environment still override them.
+    pub fn figment_with_defaults(defaults: impl Provider) -> Figment {
+        Self::layered(&config_file(), Some(defaults))
+    }
+
+    /// [`figment_with_defaults`](Self::figment_with_defaults) with an explicit file path.
+    pub fn figment_with_file_and_defaults(file: &Path, defaults: impl Provider) -> Figment {
+        Self::layered(file, Some(defaults))
+    }
+
+    fn layered(file: &Path, app_defaults: Option<impl Provider>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(defaults) = app_defaults {
+            figment = figment.merge(defaults);
+        }
+        figment
             .merge(Toml::file(file))
             .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"))
     }
@@ -349,6 +365,13 @@ pub(crate) fn module_section<T: serde::de::DeserializeOwned>(
         .map_err(|e| ConfigError::from_figment(e, &prefix))
 }
 
+/// `$KOUPLELESS_CONFIG`, or `koupleless.toml` in the working directory.
+fn config_file() -> PathBuf {
+    std::env::var_os(CONFIG_PATH_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE))
+}
+
 fn validate(config: &Config) -> Result<(), ConfigError> {
     let admin = &config.admin;
     let token_missing = admin.token.as_deref().is_none_or(str::is_empty);
@@ -375,6 +398,15 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(
             "health.tick_interval",
             "health.tick_interval and health.check_interval must be above zero".to_owned(),
+        ));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        return Err(ConfigError::invalid(
+            "log.level",
+            format!(
+                "`{}` is not a tracing filter ({e}); write e.g. `info` or `info,koupleless=debug`",
+                config.log.level
+            ),
         ));
     }
     if config.shutdown.drain_delay > config.shutdown.grace {

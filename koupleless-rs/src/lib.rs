@@ -68,6 +68,7 @@ pub use client::{ClientError, ModuleClient};
 pub use config::{Config, LoadedConfig, Strategy};
 pub use context::ModuleContext;
 pub use error::BaseError;
+pub use figment;
 pub use handle::BaseHandle;
 pub use info::{InstallRequest, ModuleInfo, RouteInfo};
 pub use manifest::{Manifest, ManifestError, RESERVED_PREFIXES, Version};

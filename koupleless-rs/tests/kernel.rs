@@ -22,21 +22,21 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn serves_modules_probes_admin_and_metrics() {
     let base = start_base(
         vec![
-            TestModule::new("payroll", "1.0.0", "/payroll"),
-            TestModule::new("attendance", "1.0.0", "/attendance"),
+            TestModule::new("onboarding", "1.0.0", "/onboarding"),
+            TestModule::new("benefits", "1.0.0", "/benefits"),
         ],
-        "[health]\nrequired_modules = [\"payroll\"]",
+        "[health]\nrequired_modules = [\"onboarding\"]",
     )
     .await;
     let http = Http::new();
 
-    let r = http.get(&app(&base, "/payroll/hello")).await;
+    let r = http.get(&app(&base, "/onboarding/hello")).await;
     assert_eq!(
         (r.status, r.text().as_str()),
-        (StatusCode::OK, "payroll@1.0.0")
+        (StatusCode::OK, "onboarding@1.0.0")
     );
-    let r = http.get(&app(&base, "/attendance/hello")).await;
-    assert_eq!(r.text(), "attendance@1.0.0");
+    let r = http.get(&app(&base, "/benefits/hello")).await;
+    assert_eq!(r.text(), "benefits@1.0.0");
     let r = http.get(&app(&base, "/nothing/here")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(
@@ -59,14 +59,14 @@ async fn serves_modules_probes_admin_and_metrics() {
     }
     let ready = http.get(&app(&base, "/readyz")).await.json();
     assert_eq!(ready["state"], "ACCEPTING_TRAFFIC");
-    let payroll = ready["modules"]
+    let onboarding = ready["modules"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["name"] == "payroll")
+        .find(|m| m["name"] == "onboarding")
         .unwrap();
-    assert_eq!(payroll["required"], true);
-    assert_eq!(payroll["state"], "activated");
+    assert_eq!(onboarding["required"], true);
+    assert_eq!(onboarding["state"], "activated");
 
     let all = http
         .post(&admin(&base, "/queryAllBiz"), json!({}))
@@ -79,9 +79,9 @@ async fn serves_modules_probes_admin_and_metrics() {
         .iter()
         .map(|b| b["bizName"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["attendance", "payroll"]);
+    assert_eq!(names, ["benefits", "onboarding"]);
     assert_eq!(all["data"][1]["bizState"], "activated");
-    assert_eq!(all["data"][1]["webContextPath"], "/payroll");
+    assert_eq!(all["data"][1]["webContextPath"], "/onboarding");
 
     let modules = http.get(&admin(&base, "/modules")).await.json();
     assert_eq!(modules.as_array().unwrap().len(), 2);
@@ -95,7 +95,7 @@ async fn serves_modules_probes_admin_and_metrics() {
     let metrics = http.get(&admin(&base, "/metrics")).await.text();
     assert!(
         metrics.contains(
-            r#"koupleless_requests_total{module="payroll",version="1.0.0",status="2xx"}"#
+            r#"koupleless_requests_total{module="onboarding",version="1.0.0",status="2xx"}"#
         ),
         "{metrics}"
     );
@@ -104,9 +104,9 @@ async fn serves_modules_probes_admin_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains(
-        r#"koupleless_module_state{module="payroll",version="1.0.0",state="activated"} 1"#
+        r#"koupleless_module_state{module="onboarding",version="1.0.0",state="activated"} 1"#
     ));
-    assert!(metrics.contains(r#"koupleless_module_operations_total{module="payroll",operation="install",result="success"}"#));
+    assert!(metrics.contains(r#"koupleless_module_operations_total{module="onboarding",operation="install",result="success"}"#));
     base.shutdown().await.unwrap();
 }
 
@@ -196,21 +196,21 @@ async fn upgrade_under_steady_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_panic_is_a_500_for_that_request_only() {
-    let base = start_base(vec![TestModule::new("payroll", "1.0.0", "/payroll")], "").await;
+    let base = start_base(vec![TestModule::new("ledger", "1.0.0", "/ledger")], "").await;
     let http = Http::new();
-    let r = http.get(&app(&base, "/payroll/panic")).await;
+    let r = http.get(&app(&base, "/ledger/panic")).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(r.text().contains("payroll@1.0.0"), "{}", r.text());
-    let r = http.get(&app(&base, "/payroll/hello")).await;
+    assert!(r.text().contains("ledger@1.0.0"), "{}", r.text());
+    let r = http.get(&app(&base, "/ledger/hello")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
-        biz(&http, &base, "payroll", "1.0.0").await.unwrap()["bizState"],
+        biz(&http, &base, "ledger", "1.0.0").await.unwrap()["bizState"],
         "activated"
     );
     let metrics = http.get(&admin(&base, "/metrics")).await.text();
     assert!(
         metrics.contains(
-            r#"koupleless_requests_total{module="payroll",version="1.0.0",status="5xx"} 1"#
+            r#"koupleless_requests_total{module="ledger",version="1.0.0",status="5xx"} 1"#
         ),
         "{metrics}"
     );
@@ -652,7 +652,7 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
     let flaky = TestModule::new("payroll", "1.0.0", "/payroll");
     flaky.probe.task_panics_left.store(1, Ordering::SeqCst);
     let flaky_probe = Arc::clone(&flaky.probe);
-    let doomed = TestModule::new("attendance", "1.0.0", "/attendance");
+    let doomed = TestModule::new("expenses", "1.0.0", "/expenses");
     doomed
         .probe
         .task_panics_left
@@ -679,15 +679,11 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
         StatusCode::OK
     );
 
-    eventually(
-        WAIT,
-        "attendance broken after repeated failures",
-        || async {
-            biz(&http, &base, "attendance", "1.0.0").await.unwrap()["bizState"] == "broken"
-        },
-    )
+    eventually(WAIT, "expenses broken after repeated failures", || async {
+        biz(&http, &base, "expenses", "1.0.0").await.unwrap()["bizState"] == "broken"
+    })
     .await;
-    let r = http.get(&app(&base, "/attendance/hello")).await;
+    let r = http.get(&app(&base, "/expenses/hello")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         r.text().contains("failed more than 3 times"),
@@ -702,8 +698,21 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
     assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
     let metrics = http.get(&admin(&base, "/metrics")).await.text();
     assert!(metrics.contains(
-        r#"koupleless_module_state{module="attendance",version="1.0.0",state="broken"} 1"#
+        r#"koupleless_module_state{module="expenses",version="1.0.0",state="broken"} 1"#
     ));
+    // Uninstalling the broken module frees its prefix.
+    let r = http
+        .post(
+            &admin(&base, "/uninstallBiz"),
+            json!({"bizName": "expenses"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["data"]["bizState"], "broken", "{r}");
+    assert_eq!(
+        http.get(&app(&base, "/expenses/hello")).await.status,
+        StatusCode::NOT_FOUND
+    );
     base.shutdown().await.unwrap();
 }
 
@@ -754,4 +763,70 @@ async fn bad_configuration_fails_start_naming_key_and_source() {
         err.contains("`upgrade.drain_timeout`") && err.contains("forever"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_share_resources_and_call_each_other_in_process() {
+    let base = koupleless::Base::builder()
+        .figment(figment(""))
+        .module(TestModule::new("payroll", "1.0.0", "/payroll"))
+        .module(TestModule::new("timesheets", "1.0.0", "/timesheets"))
+        .resource(CompanyName("Renlijia".to_owned()))
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new();
+    assert_eq!(
+        http.get(&app(&base, "/payroll/company")).await.text(),
+        "Renlijia"
+    );
+    let r = http
+        .get(&app(&base, "/payroll/call/timesheets/hello"))
+        .await;
+    assert_eq!(r.text(), "200 timesheets@1.0.0");
+    let metrics = http.get(&admin(&base, "/metrics")).await.text();
+    assert!(
+        metrics.contains(
+            r#"koupleless_requests_total{module="timesheets",version="1.0.0",status="2xx"} 1"#
+        ),
+        "the in-process call went through the shared router: {metrics}"
+    );
+    http.post(
+        &admin(&base, "/uninstallBiz"),
+        json!({"bizName": "timesheets"}),
+    )
+    .await;
+    let r = http
+        .get(&app(&base, "/payroll/call/timesheets/hello"))
+        .await;
+    assert!(r.text().starts_with("404 "), "{}", r.text());
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_cancels_the_module_tasks() {
+    let payroll = TestModule::new("payroll", "1.0.0", "/payroll");
+    let probe = Arc::clone(&payroll.probe);
+    let base = start_base(vec![payroll], "").await;
+    let http = Http::new();
+    eventually(WAIT, "the module task ticks", || async {
+        probe.ticks.load(Ordering::SeqCst) > 3
+    })
+    .await;
+    let r = http
+        .post(
+            &admin(&base, "/uninstallBiz"),
+            json!({"bizName": "payroll"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    let after_stop = probe.ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        probe.ticks.load(Ordering::SeqCst),
+        after_stop,
+        "a task outlived its module"
+    );
+    base.shutdown().await.unwrap();
 }

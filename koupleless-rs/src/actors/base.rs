@@ -149,6 +149,8 @@ pub(crate) enum OpMsg {
     Broken(ModuleKey, String, RpcReplyPort<()>),
     /// The current record of a version.
     Info(ModuleKey, RpcReplyPort<Option<ModuleInfo>>),
+    /// Stop answering 503 for a broken module's prefix; answers the broken version.
+    Forget(String, RpcReplyPort<Option<ModuleKey>>),
 }
 
 struct Entry {
@@ -612,6 +614,18 @@ impl BaseState {
                 self.prune(&key.name);
                 self.publish_health();
                 let _ = reply.send(());
+            }
+            OpMsg::Forget(name, reply) => {
+                let forgotten = self.modules.get_mut(&name).and_then(|entries| {
+                    let e = entries.iter_mut().rev().find(|e| e.unavailable.is_some())?;
+                    e.unavailable = None;
+                    e.note("uninstall", "uninstalled; its prefix no longer answers 503");
+                    Some(e.key())
+                });
+                if forgotten.is_some() {
+                    self.rebuild_router();
+                }
+                let _ = reply.send(forgotten);
             }
             OpMsg::Info(key, reply) => {
                 let policy = self.env.config.supervisor.clone();

@@ -271,6 +271,12 @@ impl Ops {
                 .or_else(|| (live.len() == 1).then(|| &live[0])),
         };
         let Some((key, _)) = target.cloned() else {
+            if version.is_none() && live.is_empty() {
+                let name = name.to_owned();
+                if let Some(broken) = self.ask(|r| OpMsg::Forget(name, r)).await? {
+                    return self.info(&broken).await;
+                }
+            }
             return Err(BaseError::NotInstalled {
                 name: name.to_owned(),
                 version: match version {

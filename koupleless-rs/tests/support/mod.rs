@@ -79,7 +79,12 @@ pub struct Probe {
     pub in_flight: AtomicUsize,
     /// `in_flight` as seen by each `stop`: non-zero means a version stopped under load.
     pub in_flight_at_stop: Mutex<Vec<usize>>,
+    /// Incremented every 10 ms by a task spawned in `start`.
+    pub ticks: AtomicUsize,
 }
+
+/// A shared resource a base can provide to its modules.
+pub struct CompanyName(pub String);
 
 /// A module whose behaviour each test sets.
 #[derive(Clone)]
@@ -144,10 +149,19 @@ impl Module for TestModule {
             }
             std::future::pending::<()>().await;
         });
+        let probe = Arc::clone(&self.probe);
+        ctx.spawn(async move {
+            loop {
+                probe.ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
         Ok(())
     }
 
-    fn router(&self, _ctx: &ModuleContext) -> Router {
+    fn router(&self, ctx: &ModuleContext) -> Router {
+        let client = ctx.client().clone();
+        let resources = ctx.resources().clone();
         let who = format!("{}@{}", self.name, self.version);
         let slow = self.slow_ms;
         let probe = Arc::clone(&self.probe);
@@ -161,6 +175,29 @@ impl Module for TestModule {
                     }
                     probe.in_flight.fetch_sub(1, Ordering::SeqCst);
                     who
+                }),
+            )
+            .route(
+                "/call/{*path}",
+                get(
+                    move |axum::extract::Path(path): axum::extract::Path<String>| async move {
+                        let request = Request::get(format!("/{path}"))
+                            .body(axum::body::Body::empty())
+                            .unwrap();
+                        let response = client.call(request).await;
+                        let status = response.status();
+                        let body = response.into_body().collect().await.unwrap().to_bytes();
+                        format!("{} {}", status.as_u16(), String::from_utf8_lossy(&body))
+                    },
+                ),
+            )
+            .route(
+                "/company",
+                get(move || async move {
+                    match resources.get::<CompanyName>() {
+                        Some(name) => name.0.clone(),
+                        None => "no company".to_owned(),
+                    }
                 }),
             )
             .route(

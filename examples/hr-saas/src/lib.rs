@@ -1,0 +1,45 @@
+//! The HR SaaS of the Koupleless case study: one base hosting three native modules.
+//!
+//! * [`Payroll`] (`/payroll`, required): employees and payslips; it asks attendance for the
+//!   days worked through an in-process call.
+//! * [`Attendance`] (`/attendance`): check-ins and days worked per month.
+//! * [`Recruitment`] (`/recruitment`): openings and candidates, with a background sweep that
+//!   closes filled openings.
+//!
+//! Each module keeps its data in memory, standing in for the database a real deployment would
+//! share through `BaseBuilder::resource`.
+
+use std::path::Path;
+
+use koupleless::{
+    LoadedConfig,
+    figment::{Figment, providers::Serialized},
+};
+
+mod api;
+pub mod attendance;
+mod calendar;
+pub mod payroll;
+pub mod recruitment;
+
+pub use attendance::Attendance;
+pub use payroll::Payroll;
+pub use recruitment::Recruitment;
+
+/// Modules the base waits for before it reports ready, unless `health.required_modules` is set.
+pub const DEFAULT_REQUIRED_MODULES: &[&str] = &["payroll"];
+
+/// The base's configuration sources: defaults → `koupleless.toml` (or `$KOUPLELESS_CONFIG`)
+/// → `KOUPLELESS_*` variables, with payroll required by default.
+pub fn config_figment() -> Figment {
+    LoadedConfig::figment_with_defaults(example_defaults())
+}
+
+/// [`config_figment`] with an explicit configuration file (absent is fine).
+pub fn config_figment_with_file(file: &Path) -> Figment {
+    LoadedConfig::figment_with_file_and_defaults(file, example_defaults())
+}
+
+fn example_defaults() -> Serialized<&'static [&'static str]> {
+    Serialized::default("health.required_modules", DEFAULT_REQUIRED_MODULES)
+}
