@@ -21,7 +21,7 @@ use crate::{
     info::InstallRequest,
     module::Module,
     resources::Resources,
-    routing::{SharedRouter, build_router},
+    routing::SharedRouter,
 };
 
 /// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
@@ -102,7 +102,7 @@ impl BaseBuilder {
             false => None,
         };
 
-        let router = SharedRouter::new(build_router(&[]));
+        let router = SharedRouter::new();
         let env = Arc::new(BaseEnv {
             config: Arc::clone(&config),
             figment,
@@ -132,14 +132,12 @@ impl BaseBuilder {
             (config.health.listeners == on || config.health.listeners == ProbeListeners::Both)
                 .then(|| probe_routes(handle.clone()))
         };
-        let mut app = axum::Router::new();
         if let Some(p) = probes(ProbeListeners::App) {
-            app = app.merge(p);
+            router.set_base_routes(p);
         }
-        let app = app.fallback_service(router);
         let app_addr = local_addr(&app_listener)?;
         let app_stop = CancellationToken::new();
-        let app_server = serve(app_listener, app, app_stop.clone());
+        let app_server = serve(app_listener, router, app_stop.clone());
 
         let admin_stop = CancellationToken::new();
         let (admin_addr, admin_server) = match admin_listener {
@@ -203,9 +201,19 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, BaseError> {
         .map_err(|e| BaseError::Internal(format!("listener has no address: {e}")))
 }
 
-fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -> JoinHandle<()> {
+fn serve<S>(listener: TcpListener, service: S, stop: CancellationToken) -> JoinHandle<()>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     tokio::spawn(async move {
-        let served = axum::serve(listener, router)
+        let served = axum::serve(listener, tower::make::Shared::new(service))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(err) = served {

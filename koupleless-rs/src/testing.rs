@@ -40,7 +40,7 @@ use crate::{
     context::ModuleContext,
     module::{Health, Module, ModuleError},
     resources::Resources,
-    routing::{ModuleService, RouteEntry, SharedRouter, build_router},
+    routing::{ModuleService, RouteEntry, RouteTable, SharedRouter},
     tasks::TaskSpawner,
 };
 
@@ -73,7 +73,7 @@ impl HarnessBuilder {
 
     /// Starts every module (others first) and mounts their routers.
     pub async fn start(self) -> Result<ModuleHarness, ModuleError> {
-        let router = SharedRouter::new(build_router(&[]));
+        let router = SharedRouter::new();
         let mut started = Vec::new();
         let mut table = Vec::new();
         for module in self.others.into_iter().chain(std::iter::once(self.module)) {
@@ -107,7 +107,7 @@ impl HarnessBuilder {
             });
             started.push((module, ctx));
         }
-        router.store(build_router(&table));
+        router.store(RouteTable::new(table));
         let (module, ctx) = started.pop().expect("the module under test was started");
         Ok(ModuleHarness {
             module,

@@ -830,3 +830,43 @@ async fn uninstall_cancels_the_module_tasks() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_match_whole_path_segments() {
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/payroll"),
+            TestModule::new("hr-attendance", "1.0.0", "/hr/attendance"),
+        ],
+        "",
+    )
+    .await;
+    let http = Http::new();
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@1.0.0"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hr/attendance/hello?x=1"))
+            .await
+            .text(),
+        "hr-attendance@1.0.0"
+    );
+    // A path that only starts with the same letters belongs to nobody.
+    let r = http.get(&app(&base, "/payrollx/hello")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text().contains("no installed module"), "{}", r.text());
+    assert_eq!(
+        http.get(&app(&base, "/hr/hello")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Inside its prefix, the module's own router decides, 404 included.
+    let r = http.get(&app(&base, "/payroll/missing")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.text().contains("no installed module"), "{}", r.text());
+    assert_eq!(
+        http.get(&app(&base, "/payroll/sleep/1")).await.text(),
+        "slept"
+    );
+    base.shutdown().await.unwrap();
+}

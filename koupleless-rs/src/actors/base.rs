@@ -32,7 +32,7 @@ use crate::{
     metrics,
     module::{Health, Module},
     resources::Resources,
-    routing::{ModuleService, RouteEntry, SharedRouter, build_router},
+    routing::{ModuleService, RouteEntry, RouteTable, SharedRouter},
     state::{ModuleState, StateChange},
 };
 
@@ -484,7 +484,7 @@ impl BaseState {
                 });
             }
         }
-        self.env.router.store(build_router(&table));
+        self.env.router.store(RouteTable::new(table));
     }
 
     fn publish_health(&self) {
