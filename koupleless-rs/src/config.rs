@@ -70,6 +70,7 @@ pub struct AdminConfig {
     /// Address of the admin listener (Arklet's port by default).
     pub listen: SocketAddr,
     /// Bearer token; required when `listen` is not a loopback address, checked whenever set.
+    #[serde(deserialize_with = "token_text")]
     pub token: Option<String>,
 }
 
@@ -81,6 +82,23 @@ impl Default for AdminConfig {
             token: None,
         }
     }
+}
+
+/// A token from the environment may look like a number (`KOUPLELESS_ADMIN__TOKEN=12345`);
+/// it is still text.
+fn token_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|s| match s {
+        Scalar::Text(t) => t,
+        Scalar::Unsigned(n) => n.to_string(),
+        Scalar::Signed(n) => n.to_string(),
+    }))
 }
 
 /// Which listeners answer the health probes.
@@ -164,7 +182,8 @@ impl Strategy {
 pub struct UpgradeConfig {
     /// Default strategy; `modules.<name>.strategy` overrides it.
     pub strategy: Strategy,
-    /// Longest a module's `start` plus first health check may take.
+    /// Longest a module's `start` may take (its first health check is bounded by
+    /// `health.check_timeout`).
     #[serde(with = "humantime_serde")]
     pub start_timeout: Duration,
     /// Longest an old version's in-flight requests are waited for before it is stopped.
@@ -309,32 +328,35 @@ impl LoadedConfig {
 
     /// The standard layering, not yet extracted.
     pub fn figment() -> Figment {
-        Self::figment_with_file(&config_file())
+        Self::layered(ConfigFile::from_env(), None::<Serialized<()>>)
     }
 
     /// The standard layering with an explicit file path (an absent file is fine).
     pub fn figment_with_file(file: &Path) -> Figment {
-        Self::layered(file, None::<Serialized<()>>)
+        Self::layered(
+            ConfigFile::Optional(file.to_owned()),
+            None::<Serialized<()>>,
+        )
     }
 
     /// The standard layering with an application's own defaults placed right above the
     /// library's, so that the file and the environment still override them.
     pub fn figment_with_defaults(defaults: impl Provider) -> Figment {
-        Self::layered(&config_file(), Some(defaults))
+        Self::layered(ConfigFile::from_env(), Some(defaults))
     }
 
     /// [`figment_with_defaults`](Self::figment_with_defaults) with an explicit file path.
     pub fn figment_with_file_and_defaults(file: &Path, defaults: impl Provider) -> Figment {
-        Self::layered(file, Some(defaults))
+        Self::layered(ConfigFile::Optional(file.to_owned()), Some(defaults))
     }
 
-    fn layered(file: &Path, app_defaults: Option<impl Provider>) -> Figment {
+    fn layered(file: ConfigFile, app_defaults: Option<impl Provider>) -> Figment {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(defaults) = app_defaults {
             figment = figment.merge(defaults);
         }
         figment
-            .merge(Toml::file(file))
+            .merge(file)
             .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"))
     }
 
@@ -365,11 +387,43 @@ pub(crate) fn module_section<T: serde::de::DeserializeOwned>(
         .map_err(|e| ConfigError::from_figment(e, &prefix))
 }
 
-/// `$KOUPLELESS_CONFIG`, or `koupleless.toml` in the working directory.
-fn config_file() -> PathBuf {
-    std::env::var_os(CONFIG_PATH_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE))
+/// The configuration file: the one `KOUPLELESS_CONFIG` names, which must exist, or
+/// `koupleless.toml` in the working directory, which may be absent. Neither is searched for
+/// in parent directories: a base should not pick up a file it was not pointed at.
+enum ConfigFile {
+    Required(PathBuf),
+    Optional(PathBuf),
+}
+
+impl ConfigFile {
+    fn from_env() -> Self {
+        match std::env::var_os(CONFIG_PATH_ENV) {
+            Some(path) => ConfigFile::Required(PathBuf::from(path)),
+            None => ConfigFile::Optional(PathBuf::from(DEFAULT_CONFIG_FILE)),
+        }
+    }
+}
+
+impl Provider for ConfigFile {
+    fn metadata(&self) -> figment::Metadata {
+        let (ConfigFile::Required(path) | ConfigFile::Optional(path)) = self;
+        Toml::file_exact(path).metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        match self {
+            ConfigFile::Required(path) if !path.exists() => Err(figment::Error::from(format!(
+                "{CONFIG_PATH_ENV} names {}, which does not exist; fix the path or unset {CONFIG_PATH_ENV}",
+                path.display()
+            ))),
+            ConfigFile::Optional(path) if !path.exists() => Ok(Default::default()),
+            ConfigFile::Required(path) | ConfigFile::Optional(path) => {
+                Toml::file_exact(path).data()
+            }
+        }
+    }
 }
 
 fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -518,6 +572,22 @@ mod tests {
             let err = LoadedConfig::load().unwrap_err().to_string();
             assert!(err.contains("`supervisor.max_restarts`"), "{err}");
             assert!(err.contains("KOUPLELESS_SUPERVISOR__MAX_RESTARTS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_named_file_must_exist_and_a_numeric_token_is_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KOUPLELESS_CONFIG", "missing.toml");
+            let err = LoadedConfig::load().unwrap_err().to_string();
+            assert!(err.contains("missing.toml, which does not exist"), "{err}");
+            jail.clear_env();
+            jail.set_env("KOUPLELESS_ADMIN__TOKEN", "12345");
+            assert_eq!(
+                LoadedConfig::load().unwrap().config.admin.token.as_deref(),
+                Some("12345")
+            );
             Ok(())
         });
     }

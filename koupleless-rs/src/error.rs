@@ -6,7 +6,7 @@ use crate::{config::ConfigError, manifest::ManifestError};
 
 /// Why an operation on the base failed. The message names the module and the fix; when a
 /// version keeps serving despite the failure, the message says which.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BaseError {
     /// No module of this name (and version) is known to the base.
@@ -88,6 +88,14 @@ pub enum BaseError {
     /// An internal failure of the base; the message says where.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+// `main() -> Result<(), BaseError>` prints the error with `Debug`; make that the sentence
+// a person can act on rather than the enum's structure.
+impl std::fmt::Debug for BaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn version_suffix(version: &Option<String>) -> String {

@@ -16,8 +16,8 @@ pub const REQUEST_DURATION: &str = "koupleless_request_duration_seconds";
 pub const MODULE_STATE: &str = "koupleless_module_state";
 /// Install, upgrade and uninstall operations, by module, operation and result.
 pub const OPERATIONS_TOTAL: &str = "koupleless_module_operations_total";
-/// Restarts of a module version after a failure.
-pub const RESTARTS_TOTAL: &str = "koupleless_module_restarts_total";
+/// Failures of a module version's actor (each is followed by a restart or by `broken`).
+pub const FAILURES_TOTAL: &str = "koupleless_module_failures_total";
 /// 1 when the base is ready for traffic.
 pub const READY: &str = "koupleless_ready";
 
@@ -41,9 +41,39 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            describe();
             Some(handle)
         })
         .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "Requests served, by module, version and status class."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time to the response head, by module and version."
+    );
+    describe_gauge!(
+        MODULE_STATE,
+        "1 for the state a module version is in, 0 for the others."
+    );
+    describe_counter!(
+        OPERATIONS_TOTAL,
+        "Install, uninstall and switch operations, by module, operation and result."
+    );
+    describe_counter!(
+        FAILURES_TOTAL,
+        "Failures of a module version, each followed by a restart or by `broken`."
+    );
+    describe_gauge!(
+        READY,
+        "1 when the base accepts traffic (readiness), 0 otherwise."
+    );
 }
 
 /// Handles resolved once per module version, so the request path only touches atomics.
@@ -89,8 +119,8 @@ pub(crate) fn record_operation(name: &str, operation: &'static str, ok: bool) {
         .increment(1);
 }
 
-pub(crate) fn record_restart(name: &str, version: &str) {
-    counter!(RESTARTS_TOTAL, "module" => name.to_owned(), "version" => version.to_owned())
+pub(crate) fn record_failure(name: &str, version: &str) {
+    counter!(FAILURES_TOTAL, "module" => name.to_owned(), "version" => version.to_owned())
         .increment(1);
 }
 

@@ -66,7 +66,8 @@ pub struct StateChange {
     pub time: SystemTime,
     /// The state entered (unchanged for events such as a restart).
     pub state: ModuleState,
-    /// A short machine-friendly cause: `install`, `start-failed`, `restart`, …
+    /// A short machine-friendly cause: `install`, `started`, `activate`, `deactivate`,
+    /// `stopped`, `install-failed`, `failed`, `restarted`, `meltdown`, …
     pub reason: String,
     /// What happened, for people.
     pub message: String,

@@ -132,8 +132,15 @@ pub(crate) enum OpMsg {
     AllLive(RpcReplyPort<Vec<ModuleKey>>),
     /// Add a `resolved` entry after checking the manifest and the route prefix.
     Resolve(Arc<dyn Module>, Reply<()>),
-    /// Start succeeded: the entry gets its actor and router, and becomes `deactivated`.
-    Started(ModuleKey, ActorRef<ModuleMsg>, Router, RpcReplyPort<()>),
+    /// Start succeeded: the entry gets its actor, router and first health, and becomes
+    /// `deactivated`.
+    Started(
+        ModuleKey,
+        ActorRef<ModuleMsg>,
+        Router,
+        Health,
+        RpcReplyPort<()>,
+    ),
     /// Route the module's prefix to this version; answers the version it replaced.
     Activate(ModuleKey, String, Reply<Option<ModuleKey>>),
     /// Take this version out of the router.
@@ -553,8 +560,9 @@ impl BaseState {
             OpMsg::Resolve(module, reply) => {
                 let _ = reply.send(self.resolve(module));
             }
-            OpMsg::Started(key, actor, router, reply) => {
+            OpMsg::Started(key, actor, router, health, reply) => {
                 if let Some(e) = self.entry(&key) {
+                    e.health = Some(health);
                     e.service = Some(ModuleService::new(
                         &key.name,
                         &key.version.to_string(),
@@ -750,7 +758,7 @@ impl BaseState {
             );
             return;
         }
-        metrics::record_restart(&key.name, &key.version.to_string());
+        metrics::record_failure(&key.name, &key.version.to_string());
         let mut reroute = false;
         match e.failures.record(Instant::now(), &policy) {
             Verdict::RestartAfter(delay) => {

@@ -160,7 +160,8 @@ impl Ops {
                 Health::Down("the module actor did not answer its first health check".to_owned())
             }
         };
-        if let Health::Down(reason) = health {
+        if let Health::Down(reason) = &health {
+            let reason = reason.clone();
             let _ = actor.stop_and_wait(None, Some(self.stop_wait())).await;
             self.broken(&key, format!("first health check failed: {reason}"))
                 .await;
@@ -171,7 +172,7 @@ impl Ops {
                 serving: serving.map(|k| k.to_string()),
             });
         }
-        self.ask(|r| OpMsg::Started(key.clone(), actor, router, r))
+        self.ask(|r| OpMsg::Started(key.clone(), actor, router, health, r))
             .await?;
 
         match strategy {
