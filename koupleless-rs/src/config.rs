@@ -299,11 +299,19 @@ pub struct ModuleSettings {
     pub version: Option<semver::Version>,
     /// Upgrade strategy for this module.
     pub strategy: Option<Strategy>,
+    /// Requests a version serves at once; more wait up to `queue_timeout`, then get 503.
+    /// Unlimited when absent.
+    pub max_concurrent_requests: Option<usize>,
+    /// How long a request waits for a free slot under `max_concurrent_requests`.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
 }
 
 impl Default for ModuleSettings {
     fn default() -> Self {
         Self {
+            max_concurrent_requests: None,
+            queue_timeout: Duration::from_secs(1),
             enabled: true,
             version: None,
             strategy: None,

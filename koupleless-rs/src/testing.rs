@@ -100,6 +100,7 @@ impl HarnessBuilder {
                 &manifest.version.to_string(),
                 module.router(&ctx),
                 TaskTracker::new(),
+                None,
             );
             table.push(RouteEntry::Serving {
                 prefix: manifest.prefix.clone(),

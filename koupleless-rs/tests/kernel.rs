@@ -870,3 +870,52 @@ async fn prefixes_match_whole_path_segments() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_queues_then_answers_503() {
+    let base = start_base(
+        vec![TestModule::new("reports", "1.0.0", "/reports")],
+        "[modules.reports]\nmax_concurrent_requests = 2\nqueue_timeout = \"150ms\"",
+    )
+    .await;
+    let http = Http::new();
+    let burst = |n: usize, ms: u64| {
+        let url = app(&base, &format!("/reports/sleep/{ms}"));
+        let http = http.clone();
+        async move {
+            let calls = (0..n).map(|_| {
+                let (http, url) = (http.clone(), url.clone());
+                tokio::spawn(async move { http.get(&url).await })
+            });
+            let mut replies = Vec::new();
+            for call in calls.collect::<Vec<_>>() {
+                replies.push(call.await.unwrap());
+            }
+            replies
+        }
+    };
+    // Short requests: the third and fourth wait for a slot and are served.
+    let replies = burst(4, 50).await;
+    assert!(
+        replies.iter().all(|r| r.status == StatusCode::OK),
+        "queued requests are served"
+    );
+    // Long requests: the waiting ones give up after the queue timeout with a clear 503.
+    let replies = burst(4, 600).await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let busy: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!((ok, busy.len()), (2, 2), "two served, two refused");
+    let detail = busy[0].text();
+    assert!(
+        detail.contains("modules.reports.max_concurrent_requests")
+            && detail.contains("reports@1.0.0"),
+        "{detail}"
+    );
+    base.shutdown().await.unwrap();
+}

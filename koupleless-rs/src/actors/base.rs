@@ -32,7 +32,7 @@ use crate::{
     metrics,
     module::{Health, Module},
     resources::Resources,
-    routing::{ModuleService, RouteEntry, RouteTable, SharedRouter},
+    routing::{ConcurrencyLimit, ModuleService, RouteEntry, RouteTable, SharedRouter},
     state::{ModuleState, StateChange},
 };
 
@@ -88,6 +88,27 @@ impl BaseEnv {
             check_timeout: c.health.check_timeout,
             stop_timeout: c.upgrade.stop_timeout,
         }
+    }
+
+    /// The router service of one version, with its concurrency limit from configuration.
+    pub(crate) fn service_for(
+        &self,
+        key: &ModuleKey,
+        router: Router,
+        in_flight: TaskTracker,
+    ) -> ModuleService {
+        let settings: crate::config::ModuleSettings =
+            crate::config::module_section(&self.figment, &key.name).unwrap_or_default();
+        let limit = settings
+            .max_concurrent_requests
+            .map(|max| ConcurrencyLimit::new(&key.name, max, settings.queue_timeout));
+        ModuleService::new(
+            &key.name,
+            &key.version.to_string(),
+            router,
+            in_flight,
+            limit,
+        )
     }
 
     /// The strategy for a module: request, then `modules.<name>.strategy`, then default.
@@ -561,14 +582,10 @@ impl BaseState {
                 let _ = reply.send(self.resolve(module));
             }
             OpMsg::Started(key, actor, router, health, reply) => {
+                let env = Arc::clone(&self.env);
                 if let Some(e) = self.entry(&key) {
                     e.health = Some(health);
-                    e.service = Some(ModuleService::new(
-                        &key.name,
-                        &key.version.to_string(),
-                        router,
-                        e.in_flight.clone(),
-                    ));
+                    e.service = Some(env.service_for(&key, router, e.in_flight.clone()));
                     e.actor = Some(actor);
                     e.enter(
                         ModuleState::Deactivated,
@@ -814,6 +831,7 @@ impl BaseState {
     ) {
         match outcome {
             Ok((actor, router)) => {
+                let env = Arc::clone(&self.env);
                 let Some(e) = self.entry(&key) else {
                     actor.stop(Some("module was removed during its restart".to_owned()));
                     return;
@@ -822,12 +840,7 @@ impl BaseState {
                     actor.stop(Some("module was stopped during its restart".to_owned()));
                     return;
                 }
-                e.service = Some(ModuleService::new(
-                    &key.name,
-                    &key.version.to_string(),
-                    router,
-                    e.in_flight.clone(),
-                ));
+                e.service = Some(env.service_for(&key, router, e.in_flight.clone()));
                 e.actor = Some(actor);
                 e.note("restarted", "restarted after a failure");
                 let active = e.state == ModuleState::Activated;

@@ -4,5 +4,5 @@ mod guarded_body;
 mod module_service;
 mod shared_router;
 
-pub(crate) use module_service::ModuleService;
+pub(crate) use module_service::{ConcurrencyLimit, ModuleService};
 pub(crate) use shared_router::{RouteEntry, RouteTable, SharedRouter};

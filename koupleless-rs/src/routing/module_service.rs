@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -19,6 +19,7 @@ use axum::{
 };
 use http::{Request, StatusCode};
 use http_body::Body as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use tower::Service;
 use tracing::{Instrument, instrument::Instrumented};
@@ -40,10 +41,37 @@ struct Shared {
     key: String,
     in_flight: TaskTracker,
     metrics: VersionMetrics,
+    limit: Option<ConcurrencyLimit>,
+}
+
+/// Backpressure rather than errors: at most `max` requests run at once; the next ones wait
+/// up to `queue_timeout` for a slot before they are answered 503.
+pub(crate) struct ConcurrencyLimit {
+    slots: Arc<Semaphore>,
+    max: usize,
+    queue_timeout: Duration,
+    config_key: String,
+}
+
+impl ConcurrencyLimit {
+    pub(crate) fn new(module: &str, max: usize, queue_timeout: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            queue_timeout,
+            config_key: format!("modules.{module}.max_concurrent_requests"),
+        }
+    }
 }
 
 impl ModuleService {
-    pub(crate) fn new(name: &str, version: &str, router: Router, in_flight: TaskTracker) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        version: &str,
+        router: Router,
+        in_flight: TaskTracker,
+        limit: Option<ConcurrencyLimit>,
+    ) -> Self {
         Self {
             router,
             shared: Arc::new(Shared {
@@ -52,7 +80,73 @@ impl ModuleService {
                 key: format!("{name}@{version}"),
                 in_flight,
                 metrics: VersionMetrics::new(name, version),
+                limit,
             }),
+        }
+    }
+
+    /// Serves `request`, first waiting for a slot when the version is at its limit.
+    async fn queued(mut self, request: Request<Body>) -> Response {
+        let started = Instant::now();
+        // A waiting request counts as in flight, so a drain waits for it too.
+        let _waiting = self.shared.in_flight.token();
+        let limit = self
+            .shared
+            .limit
+            .as_ref()
+            .expect("queued only with a limit");
+        match tokio::time::timeout(
+            limit.queue_timeout,
+            Arc::clone(&limit.slots).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(slot)) => match self.direct(request, Some(slot)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+            _ => {
+                let body = serde_json::json!({
+                    "error": "module busy",
+                    "module": self.shared.key,
+                    "detail": format!(
+                        "all {} request slots ({}) stayed busy for {}; retry later",
+                        limit.max,
+                        limit.config_key,
+                        humantime_serde::re::humantime::format_duration(limit.queue_timeout),
+                    ),
+                });
+                let response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(http::header::RETRY_AFTER, "1")],
+                    Json(body),
+                )
+                    .into_response();
+                self.shared
+                    .metrics
+                    .observe(response.status(), started.elapsed());
+                response
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`ModuleService`]: straight through, or queued for a slot.
+    #[project = ModuleResponseProj]
+    pub(crate) enum ModuleResponseFuture {
+        Direct { #[pin] inner: ModuleFuture },
+        Queued { inner: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl Future for ModuleResponseFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ModuleResponseProj::Direct { inner } => inner.poll(cx),
+            ModuleResponseProj::Queued { inner } => inner.as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -60,13 +154,37 @@ impl ModuleService {
 impl Service<Request<Body>> for ModuleService {
     type Response = Response;
     type Error = Infallible;
-    type Future = ModuleFuture;
+    type Future = ModuleResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let slot = match &self.shared.limit {
+            None => None,
+            Some(limit) => match Arc::clone(&limit.slots).try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                // Only a version at its limit pays for a boxed, waiting future.
+                Err(_) => {
+                    return ModuleResponseFuture::Queued {
+                        inner: Box::pin(self.clone().queued(request)),
+                    };
+                }
+            },
+        };
+        ModuleResponseFuture::Direct {
+            inner: self.direct(request, slot),
+        }
+    }
+}
+
+impl ModuleService {
+    fn direct(
+        &mut self,
+        request: Request<Body>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> ModuleFuture {
         let shared = &self.shared;
         // The prefix has been stripped; logs want the path the client sent.
         let path = match request.extensions().get::<OriginalUri>() {
@@ -100,6 +218,7 @@ impl Service<Request<Body>> for ModuleService {
             inner,
             ready: None,
             token: Some(token),
+            slot,
             started,
             shared: Arc::clone(shared),
         }
@@ -113,6 +232,7 @@ pin_project_lite::pin_project! {
         inner: Option<Instrumented<RouteFuture<Infallible>>>,
         ready: Option<Response>,
         token: Option<TaskTrackerToken>,
+        slot: Option<OwnedSemaphorePermit>,
         started: Instant,
         shared: Arc<Shared>,
     }
@@ -124,6 +244,7 @@ impl ModuleFuture {
             inner: None,
             ready: Some(response),
             token: None,
+            slot: None,
             started,
             shared,
         }

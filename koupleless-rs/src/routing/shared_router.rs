@@ -26,7 +26,7 @@ use axum::{
 use http::{Request, StatusCode, Uri, uri::PathAndQuery};
 use tower::Service;
 
-use super::module_service::{ModuleFuture, ModuleService};
+use super::module_service::{ModuleResponseFuture, ModuleService};
 
 /// What one module prefix answers with.
 pub(crate) enum RouteEntry {
@@ -176,7 +176,7 @@ pin_project_lite::pin_project! {
     /// Response future of [`SharedRouter`].
     #[project = SharedFutureProj]
     pub(crate) enum SharedFuture {
-        Module { #[pin] inner: ModuleFuture },
+        Module { #[pin] inner: ModuleResponseFuture },
         Base { #[pin] inner: RouteFuture<Infallible> },
         Ready { response: Option<Response> },
     }
