@@ -68,10 +68,7 @@ async fn serves_modules_probes_admin_and_metrics() {
     assert_eq!(onboarding["required"], true);
     assert_eq!(onboarding["state"], "activated");
 
-    let all = http
-        .post(&admin(&base, "/queryAllBiz"), json!({}))
-        .await
-        .json();
+    let all = arklet(&http, &base, "queryAllBiz", json!({})).await;
     assert_eq!(all["code"], "SUCCESS");
     let names: Vec<_> = all["data"]
         .as_array()
@@ -137,23 +134,23 @@ async fn upgrade_under_steady_load_fails_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let up = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
-        )
-        .await
-        .json();
+    let up = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
+    )
+    .await;
     assert_eq!(up["code"], "SUCCESS", "{up}");
     assert_eq!(up["data"]["bizState"], "activated");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let back = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "payroll", "bizVersion": "1.0.0"}),
-        )
-        .await
-        .json();
+    let back = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "payroll", "bizVersion": "1.0.0"}),
+    )
+    .await;
     assert_eq!(back["code"], "SUCCESS", "{back}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -228,13 +225,13 @@ async fn failed_start_never_gets_traffic_and_old_version_keeps_serving() {
     )
     .await;
     let http = Http::new();
-    let r = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
-        )
-        .await
-        .json();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
+    )
+    .await;
     assert_eq!(r["code"], "FAILED", "{r}");
     assert_eq!(r["errorCode"], "START_FAILED");
     let msg = r["message"].as_str().unwrap();
@@ -282,13 +279,7 @@ async fn route_conflict_is_rejected_naming_both_modules() {
     )
     .await;
     let http = Http::new();
-    let r = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "attendance"}),
-        )
-        .await
-        .json();
+    let r = arklet(&http, &base, "installBiz", json!({"bizName": "attendance"})).await;
     assert_eq!(r["code"], "FAILED", "{r}");
     assert_eq!(r["errorCode"], "ROUTE_CONFLICT");
     let msg = r["message"].as_str().unwrap();
@@ -316,10 +307,7 @@ async fn route_conflict_is_rejected_naming_both_modules() {
 async fn unknown_module_names_what_is_known() {
     let base = start_base(vec![TestModule::new("payroll", "1.0.0", "/payroll")], "").await;
     let http = Http::new();
-    let r = http
-        .post(&admin(&base, "/installBiz"), json!({"bizName": "payrol"}))
-        .await
-        .json();
+    let r = arklet(&http, &base, "installBiz", json!({"bizName": "payrol"})).await;
     assert_eq!(r["errorCode"], "UNKNOWN_MODULE");
     assert!(
         r["message"]
@@ -328,13 +316,13 @@ async fn unknown_module_names_what_is_known() {
             .contains("native modules are: payroll"),
         "{r}"
     );
-    let r = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "payroll", "bizVersion": "9.9.9"}),
-        )
-        .await
-        .json();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "payroll", "bizVersion": "9.9.9"}),
+    )
+    .await;
     assert!(
         r["message"]
             .as_str()
@@ -342,13 +330,13 @@ async fn unknown_module_names_what_is_known() {
             .contains("known versions are: 1.0.0"),
         "{r}"
     );
-    let r = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "payroll", "bizVersion": "one"}),
-        )
-        .await
-        .json();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "payroll", "bizVersion": "one"}),
+    )
+    .await;
     assert_eq!(r["errorCode"], "BAD_REQUEST");
     let r = http
         .send(Method::DELETE, &admin(&base, "/modules/ghost"), None)
@@ -541,23 +529,23 @@ async fn install_only_then_switch_and_uninstall_then_install() {
     .await;
     let http = Http::new();
     let hello = app(&base, "/payroll/hello");
-    let r = http
-        .post(
-            &admin(&base, "/installBiz"),
-            json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "installOnly"}),
-        )
-        .await
-        .json();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "installOnly"}),
+    )
+    .await;
     assert_eq!(r["data"]["bizState"], "deactivated", "{r}");
     assert_eq!(http.get(&hello).await.text(), "payroll@1.0.0");
 
-    let r = http
-        .post(
-            &admin(&base, "/switchBiz"),
-            json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
-        )
-        .await
-        .json();
+    let r = arklet(
+        &http,
+        &base,
+        "switchBiz",
+        json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
+    )
+    .await;
     assert_eq!(r["data"]["bizState"], "activated", "{r}");
     assert_eq!(http.get(&hello).await.text(), "payroll@2.0.0");
     assert_eq!(
@@ -575,10 +563,7 @@ async fn install_only_then_switch_and_uninstall_then_install() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(http.get(&hello).await.text(), "payroll@1.0.0");
 
-    let r = http
-        .post(&admin(&base, "/installBiz"), json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "uninstallThenInstall"}))
-        .await
-        .json();
+    let r = arklet(&http, &base, "installBiz", json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "uninstallThenInstall"})).await;
     assert_eq!(r["data"]["bizState"], "activated", "{r}");
     assert_eq!(http.get(&hello).await.text(), "payroll@2.0.0");
     assert_eq!(
@@ -586,22 +571,10 @@ async fn install_only_then_switch_and_uninstall_then_install() {
         "stopped"
     );
 
-    let r = http
-        .post(
-            &admin(&base, "/uninstallBiz"),
-            json!({"bizName": "payroll"}),
-        )
-        .await
-        .json();
+    let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "payroll"})).await;
     assert_eq!(r["data"]["bizState"], "stopped", "{r}");
     assert_eq!(http.get(&hello).await.status, StatusCode::NOT_FOUND);
-    let r = http
-        .post(
-            &admin(&base, "/uninstallBiz"),
-            json!({"bizName": "payroll"}),
-        )
-        .await
-        .json();
+    let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "payroll"})).await;
     assert_eq!(r["errorCode"], "NOT_INSTALLED", "{r}");
     base.shutdown().await.unwrap();
 }
@@ -701,13 +674,7 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
         r#"koupleless_module_state{module="expenses",version="1.0.0",state="broken"} 1"#
     ));
     // Uninstalling the broken module frees its prefix.
-    let r = http
-        .post(
-            &admin(&base, "/uninstallBiz"),
-            json!({"bizName": "expenses"}),
-        )
-        .await
-        .json();
+    let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "expenses"})).await;
     assert_eq!(r["data"]["bizState"], "broken", "{r}");
     assert_eq!(
         http.get(&app(&base, "/expenses/hello")).await.status,
@@ -813,13 +780,7 @@ async fn uninstall_cancels_the_module_tasks() {
         probe.ticks.load(Ordering::SeqCst) > 3
     })
     .await;
-    let r = http
-        .post(
-            &admin(&base, "/uninstallBiz"),
-            json!({"bizName": "payroll"}),
-        )
-        .await
-        .json();
+    let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "payroll"})).await;
     assert_eq!(r["data"]["bizState"], "stopped", "{r}");
     let after_stop = probe.ticks.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;

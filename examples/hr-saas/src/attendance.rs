@@ -105,11 +105,6 @@ pub struct DaysWorked {
     pub days_worked: u32,
 }
 
-#[derive(Debug, Deserialize)]
-struct MonthQuery {
-    month: Option<String>,
-}
-
 #[async_trait::async_trait]
 impl Module for Attendance {
     fn manifest(&self) -> Manifest {
@@ -137,14 +132,10 @@ impl Module for Attendance {
 async fn days_worked(
     State(store): State<Store>,
     id: Result<Path<u32>, PathRejection>,
-    query: Result<Query<MonthQuery>, QueryRejection>,
+    query: Result<Query<calendar::MonthQuery>, QueryRejection>,
 ) -> Result<Json<DaysWorked>, ApiError> {
     let Path(employee_id) = id?;
-    let Query(query) = query?;
-    let month = query.month.ok_or_else(|| {
-        ApiError::bad_request("missing query parameter `month`").with_detail("e.g. ?month=2024-10")
-    })?;
-    calendar::parse_month(&month)?;
+    let month = calendar::required_month(query)?;
     let days_worked = count_days(&*store.read().await, employee_id, &month);
     Ok(Json(DaysWorked {
         employee_id,

@@ -3,7 +3,28 @@
 //! Dates stay strings in this format: it sorts chronologically and a month's dates share
 //! its text as a prefix, which is all the modules need from a calendar.
 
+use axum::extract::{Query, rejection::QueryRejection};
+use serde::Deserialize;
+
 use crate::api::ApiError;
+
+/// The `?month=YYYY-MM` query of the routes that work on one month.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MonthQuery {
+    month: Option<String>,
+}
+
+/// The checked month of a `?month=` query; a missing or malformed one is the caller's 400.
+pub(crate) fn required_month(
+    query: Result<Query<MonthQuery>, QueryRejection>,
+) -> Result<String, ApiError> {
+    let Query(query) = query?;
+    let month = query.month.ok_or_else(|| {
+        ApiError::bad_request("missing query parameter `month`").with_detail("e.g. ?month=2024-10")
+    })?;
+    parse_month(&month)?;
+    Ok(month)
+}
 
 /// Checks a `YYYY-MM` month.
 pub(crate) fn parse_month(month: &str) -> Result<(u32, u32), ApiError> {

@@ -129,11 +129,6 @@ struct AttendanceDays {
     days_worked: u32,
 }
 
-#[derive(Deserialize)]
-struct MonthQuery {
-    month: Option<String>,
-}
-
 #[async_trait::async_trait]
 impl Module for Payroll {
     fn manifest(&self) -> Manifest {
@@ -179,15 +174,11 @@ async fn list_employees(State(state): State<AppState>) -> Json<Vec<Employee>> {
 async fn payslip(
     State(state): State<AppState>,
     id: Result<Path<u32>, PathRejection>,
-    query: Result<Query<MonthQuery>, QueryRejection>,
+    query: Result<Query<calendar::MonthQuery>, QueryRejection>,
 ) -> Result<Json<Payslip>, ApiError> {
     let Path(employee_id) = id?;
-    let Query(query) = query?;
-    let month = query.month.ok_or_else(|| {
-        ApiError::bad_request("missing query parameter `month`").with_detail("e.g. ?month=2024-10")
-    })?;
     // Checked here so that a typo is the caller's 400, not attendance's failure.
-    calendar::parse_month(&month)?;
+    let month = calendar::required_month(query)?;
     let employee = state
         .employees
         .iter()

@@ -343,6 +343,13 @@ where
     }
 }
 
+/// Sends an Arklet command (`installBiz`, …) to the admin listener; returns the envelope.
+pub async fn arklet(http: &Http, base: &RunningBase, command: &str, body: Value) -> Value {
+    http.post(&admin(base, &format!("/{command}")), body)
+        .await
+        .json()
+}
+
 /// The record of `name@version` from `queryAllBiz`.
 pub async fn biz(http: &Http, base: &RunningBase, name: &str, version: &str) -> Option<Value> {
     let reply = http
