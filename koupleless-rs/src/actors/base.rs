@@ -364,7 +364,7 @@ impl Actor for BaseActor {
                     let _ = reply.send(());
                 });
             }
-            BaseMsg::Op(step) => state.step(&myself, step),
+            BaseMsg::Op(step) => state.step(step),
             BaseMsg::Health(actor, health) => {
                 let changed = state.entry_by_actor(actor).and_then(|e| {
                     (e.health.as_ref() != Some(&health)).then(|| {
@@ -551,8 +551,7 @@ impl BaseState {
             })
     }
 
-    fn step(&mut self, myself: &ActorRef<BaseMsg>, step: OpMsg) {
-        let _ = myself;
+    fn step(&mut self, step: OpMsg) {
         match step {
             OpMsg::Live(name, reply) => {
                 let live = self
