@@ -691,12 +691,12 @@ async fn graceful_shutdown_finishes_requests_and_stops_modules_in_reverse() {
             TestModule::new("payroll", "1.0.0", "/payroll").with_probe(Arc::clone(&probe)),
             TestModule::new("attendance", "1.0.0", "/attendance").with_probe(Arc::clone(&probe)),
         ],
-        "[shutdown]\ndrain_delay = \"300ms\"",
+        "[shutdown]\ndrain_delay = \"1s\"",
     )
     .await;
     let http = Http::new();
     let slow = {
-        let (http, url) = (http.clone(), app(&base, "/payroll/sleep/600"));
+        let (http, url) = (http.clone(), app(&base, "/payroll/sleep/1500"));
         tokio::spawn(async move { http.get(&url).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -836,7 +836,7 @@ async fn prefixes_match_whole_path_segments() {
 async fn concurrency_limit_queues_then_answers_503() {
     let base = start_base(
         vec![TestModule::new("reports", "1.0.0", "/reports")],
-        "[modules.reports]\nmax_concurrent_requests = 2\nqueue_timeout = \"150ms\"",
+        "[modules.reports]\nmax_concurrent_requests = 2\nqueue_timeout = \"500ms\"",
     )
     .await;
     let http = Http::new();
@@ -856,13 +856,13 @@ async fn concurrency_limit_queues_then_answers_503() {
         }
     };
     // Short requests: the third and fourth wait for a slot and are served.
-    let replies = burst(4, 50).await;
+    let replies = burst(4, 20).await;
     assert!(
         replies.iter().all(|r| r.status == StatusCode::OK),
         "queued requests are served"
     );
     // Long requests: the waiting ones give up after the queue timeout with a clear 503.
-    let replies = burst(4, 600).await;
+    let replies = burst(4, 2000).await;
     let ok = replies
         .iter()
         .filter(|r| r.status == StatusCode::OK)
