@@ -44,6 +44,32 @@ use crate::{
     tasks::TaskSpawner,
 };
 
+/// Settings for a base under test: ephemeral ports on 127.0.0.1, health ticks in tens of
+/// milliseconds, no shutdown delay, `warn` logs. Merge test-specific keys on top.
+pub const TEST_SETTINGS: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[health]
+tick_interval = "50ms"
+check_interval = "100ms"
+[shutdown]
+drain_delay = "0s"
+[log]
+level = "warn"
+"#;
+
+/// The base's defaults with [`TEST_SETTINGS`] on top, and neither a configuration file nor
+/// `KOUPLELESS_*` variables: a test's base does not depend on the machine it runs on.
+/// Pass it to `Base::builder().figment(..)`, merged with the test's own keys.
+pub fn test_figment() -> Figment {
+    Figment::from(figment::providers::Serialized::defaults(
+        crate::Config::default(),
+    ))
+    .merge(Toml::string(TEST_SETTINGS))
+}
+
 /// Builds a [`ModuleHarness`].
 pub struct HarnessBuilder {
     module: Arc<dyn Module>,

@@ -1,35 +1,15 @@
 //! The example as a user runs it: the binary prints where it listens, answers a module route,
 //! `/readyz` and the admin `queryAllBiz`, and exits cleanly on SIGTERM.
 
+mod common;
+
+use common::http;
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader},
     net::TcpStream,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
-
-/// One HTTP/1.1 request on a fresh connection; returns the status code and the raw body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("receive");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a full response");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    (code, body.to_owned())
-}
 
 /// Stops the example if the test fails half-way, so no server outlives the test.
 struct KillOnDrop(std::process::Child);

@@ -14,7 +14,7 @@ use axum::{Router, routing::get};
 use bytes::Bytes;
 use figment::{
     Figment,
-    providers::{Format, Serialized, Toml},
+    providers::{Format, Toml},
 };
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -23,19 +23,13 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use koupleless::{
-    Base, Config, Health, Manifest, Module, ModuleContext, ModuleError, RunningBase, Version,
+    Base, Health, Manifest, Module, ModuleContext, ModuleError, RunningBase, Version,
 };
 use serde_json::Value;
 
-/// Settings every test base starts from: ephemeral ports, fast ticks, no shutdown delay.
+/// What these tests add to `testing::TEST_SETTINGS`: quick supervision and upgrades.
 pub const TEST_CONFIG: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
 [health]
-tick_interval = "50ms"
-check_interval = "100ms"
 check_timeout = "1s"
 [upgrade]
 drain_timeout = "5s"
@@ -47,14 +41,11 @@ backoff_max = "100ms"
 max_restarts = 3
 meltdown_window = "30s"
 [shutdown]
-drain_delay = "0s"
 grace = "10s"
-[log]
-level = "warn"
 "#;
 
 pub fn figment(extra: &str) -> Figment {
-    Figment::from(Serialized::defaults(Config::default()))
+    koupleless::testing::test_figment()
         .merge(Toml::string(TEST_CONFIG))
         .merge(Toml::string(extra))
 }
