@@ -19,6 +19,7 @@ use crate::{
     handle::BaseHandle,
     health::probe_routes,
     info::InstallRequest,
+    kv::{InMemoryKeyValue, KeyValueBackend},
     module::Module,
     resources::Resources,
     routing::SharedRouter,
@@ -36,6 +37,7 @@ impl Base {
             figment: None,
             modules: Vec::new(),
             resources: Resources::default(),
+            key_value: Arc::new(InMemoryKeyValue::default()),
         }
     }
 }
@@ -45,6 +47,7 @@ pub struct BaseBuilder {
     figment: Option<Figment>,
     modules: Vec<Arc<dyn Module>>,
     resources: Resources,
+    key_value: Arc<dyn KeyValueBackend>,
 }
 
 impl BaseBuilder {
@@ -58,6 +61,12 @@ impl BaseBuilder {
     /// Shares a value with every module (read with `ModuleContext::resources`).
     pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.resources.insert(value);
+        self
+    }
+
+    /// Keeps modules' key-value data in `backend` instead of in process memory.
+    pub fn key_value(mut self, backend: impl KeyValueBackend) -> Self {
+        self.key_value = Arc::new(backend);
         self
     }
 
@@ -107,6 +116,7 @@ impl BaseBuilder {
             config: Arc::clone(&config),
             figment,
             resources: self.resources,
+            key_value: self.key_value,
             router: router.clone(),
             catalog,
         });

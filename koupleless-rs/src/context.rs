@@ -1,5 +1,5 @@
 //! What the base gives a module: its config section, a task spawner, shared resources,
-//! an in-process client and a tracing span.
+//! a key-value store, an in-process client and a tracing span.
 
 use std::sync::Arc;
 
@@ -7,8 +7,13 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    client::ModuleClient, config::module_section, manifest::Manifest, module::ModuleError,
-    resources::Resources, tasks::TaskSpawner,
+    client::ModuleClient,
+    config::module_section,
+    kv::{KeyValue, KeyValueBackend},
+    manifest::Manifest,
+    module::ModuleError,
+    resources::Resources,
+    tasks::TaskSpawner,
 };
 
 /// The base's side of one running module version. Cheap to clone.
@@ -23,6 +28,7 @@ struct Inner {
     figment: Figment,
     tasks: TaskSpawner,
     resources: Resources,
+    key_value: KeyValue,
     client: ModuleClient,
     span: tracing::Span,
 }
@@ -33,15 +39,18 @@ impl ModuleContext {
         figment: Figment,
         tasks: TaskSpawner,
         resources: Resources,
+        key_value: Arc<dyn KeyValueBackend>,
         client: ModuleClient,
         span: tracing::Span,
     ) -> Self {
+        let key_value = KeyValue::scoped(key_value, &manifest.name);
         Self {
             inner: Arc::new(Inner {
                 manifest,
                 figment,
                 tasks,
                 resources,
+                key_value,
                 client,
                 span,
             }),
@@ -82,6 +91,11 @@ impl ModuleContext {
     /// The base's shared resources.
     pub fn resources(&self) -> &Resources {
         &self.inner.resources
+    }
+
+    /// This module's key-value store: state that outlives instances, upgrades and restarts.
+    pub fn kv(&self) -> &KeyValue {
+        &self.inner.key_value
     }
 
     /// A client that calls other modules' routes in process.

@@ -38,6 +38,7 @@ use tower::ServiceExt;
 use crate::{
     client::ModuleClient,
     context::ModuleContext,
+    kv::{InMemoryKeyValue, KeyValueBackend},
     module::{Health, Module, ModuleError},
     resources::Resources,
     routing::{ModuleService, RouteEntry, RouteTable, SharedRouter},
@@ -76,6 +77,7 @@ pub struct HarnessBuilder {
     others: Vec<Arc<dyn Module>>,
     figment: Figment,
     resources: Resources,
+    key_value: Arc<dyn KeyValueBackend>,
 }
 
 impl HarnessBuilder {
@@ -117,6 +119,7 @@ impl HarnessBuilder {
                 self.figment.clone(),
                 tasks,
                 self.resources.clone(),
+                Arc::clone(&self.key_value),
                 client,
                 span,
             );
@@ -161,6 +164,7 @@ impl ModuleHarness {
             others: Vec::new(),
             figment: Figment::new(),
             resources: Resources::default(),
+            key_value: Arc::new(InMemoryKeyValue::default()),
         }
     }
 

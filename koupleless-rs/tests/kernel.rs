@@ -880,3 +880,47 @@ async fn concurrency_limit_queues_then_answers_503() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_state_outlives_an_upgrade_and_is_scoped_per_module() {
+    let base = start_base(
+        vec![
+            TestModule::new("ledgers", "1.0.0", "/ledgers"),
+            TestModule::new("ledgers", "2.0.0", "/ledgers"),
+            TestModule::new("audits", "1.0.0", "/audits"),
+        ],
+        "[modules.ledgers]\nversion = \"1.0.0\"",
+    )
+    .await;
+    let http = Http::new();
+    let r = http
+        .send(
+            Method::PUT,
+            &app(&base, "/ledgers/kv/closing"),
+            Some(json!("2024-10")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "ledgers", "bizVersion": "2.0.0"}),
+    )
+    .await;
+    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(
+        http.get(&app(&base, "/ledgers/hello")).await.text(),
+        "ledgers@2.0.0"
+    );
+    let r = http.get(&app(&base, "/ledgers/kv/closing")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "\"2024-10\"")
+    );
+    assert_eq!(
+        http.get(&app(&base, "/audits/kv/closing")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    base.shutdown().await.unwrap();
+}

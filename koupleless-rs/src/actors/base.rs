@@ -28,6 +28,7 @@ use crate::{
     config::{Config, Strategy},
     error::BaseError,
     info::{InstallRequest, ModuleInfo, RouteInfo},
+    kv::KeyValueBackend,
     manifest::{Manifest, Version, prefixes_overlap},
     metrics,
     module::{Health, Module},
@@ -66,6 +67,7 @@ pub(crate) struct BaseEnv {
     pub(crate) config: Arc<Config>,
     pub(crate) figment: Figment,
     pub(crate) resources: Resources,
+    pub(crate) key_value: Arc<dyn KeyValueBackend>,
     pub(crate) router: SharedRouter,
     pub(crate) catalog: Catalog,
 }
@@ -81,6 +83,7 @@ impl BaseEnv {
             module,
             figment: self.figment.clone(),
             resources: self.resources.clone(),
+            key_value: Arc::clone(&self.key_value),
             router: self.router.clone(),
             base,
             start_timeout: c.upgrade.start_timeout,

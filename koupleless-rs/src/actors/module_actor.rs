@@ -12,6 +12,7 @@ use super::base::BaseMsg;
 use crate::{
     client::ModuleClient,
     context::ModuleContext,
+    kv::KeyValueBackend,
     module::{Health, Module},
     resources::Resources,
     routing::SharedRouter,
@@ -25,6 +26,7 @@ pub(crate) struct ModuleArgs {
     pub(crate) module: Arc<dyn Module>,
     pub(crate) figment: Figment,
     pub(crate) resources: Resources,
+    pub(crate) key_value: Arc<dyn KeyValueBackend>,
     pub(crate) router: SharedRouter,
     pub(crate) base: ActorRef<BaseMsg>,
     pub(crate) start_timeout: Duration,
@@ -91,6 +93,7 @@ impl Actor for ModuleActor {
             args.figment,
             tasks,
             args.resources,
+            args.key_value,
             client,
             span.clone(),
         );

@@ -152,6 +152,7 @@ impl Module for TestModule {
 
     fn router(&self, ctx: &ModuleContext) -> Router {
         let client = ctx.client().clone();
+        let (kv_get, kv_put) = (ctx.kv().clone(), ctx.kv().clone());
         let resources = ctx.resources().clone();
         let who = format!("{}@{}", self.name, self.version);
         let slow = self.slow_ms;
@@ -179,6 +180,21 @@ impl Module for TestModule {
                         let status = response.status();
                         let body = response.into_body().collect().await.unwrap().to_bytes();
                         format!("{} {}", status.as_u16(), String::from_utf8_lossy(&body))
+                    },
+                ),
+            )
+            .route(
+                "/kv/{key}",
+                get(move |axum::extract::Path(key): axum::extract::Path<String>| async move {
+                    match kv_get.get(&key).await.unwrap() {
+                        Some(value) => (StatusCode::OK, String::from_utf8_lossy(&value).into_owned()),
+                        None => (StatusCode::NOT_FOUND, String::new()),
+                    }
+                })
+                .put(
+                    move |axum::extract::Path(key): axum::extract::Path<String>, body: Bytes| async move {
+                        kv_put.set(&key, body).await.unwrap();
+                        StatusCode::NO_CONTENT
                     },
                 ),
             )
