@@ -119,6 +119,8 @@ impl BaseBuilder {
             key_value: self.key_value,
             router: router.clone(),
             catalog,
+            op_locks: Default::default(),
+            wasm: Default::default(),
         });
         let (publish, report) = watch::channel(HealthReport::initial());
         let (health_tx, health_rx) = tokio::sync::oneshot::channel();

@@ -39,6 +39,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Dynamic (WebAssembly) modules.
+    pub wasm: WasmConfig,
     /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`] for the keys the base
     /// reads, the rest belongs to the module.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -285,6 +287,32 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Compact,
+        }
+    }
+}
+
+/// `[wasm]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmConfig {
+    /// Warm instances kept per module version, and the most that serve requests at once.
+    pub instances_per_module: usize,
+    /// Instances the whole base may hold (sizes the pooling allocator's reservations).
+    pub max_instances: u32,
+    /// Linear memory cap of one instance, in MiB.
+    pub max_memory_mib: usize,
+    /// Longest a request may run inside a component before it is stopped and answered 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            instances_per_module: 2,
+            max_instances: 64,
+            max_memory_mib: 64,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

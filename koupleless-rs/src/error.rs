@@ -64,6 +64,9 @@ pub enum BaseError {
         /// Why, and what to do instead.
         message: String,
     },
+    /// A wasm artifact could not be read, compiled or linked; nothing was installed.
+    #[error("{0}; nothing was installed and the current version keeps serving")]
+    Artifact(#[from] crate::wasm::WasmError),
     /// The base's configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -123,7 +126,9 @@ impl BaseError {
             BaseError::RouteConflict { .. } | BaseError::InvalidState { .. } => {
                 StatusCode::CONFLICT
             }
-            BaseError::StartFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            BaseError::StartFailed { .. } | BaseError::Artifact(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             BaseError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             BaseError::Bind { .. } | BaseError::ShutdownTimedOut(_) | BaseError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -139,6 +144,7 @@ impl BaseError {
             BaseError::InvalidManifest(_) => "INVALID_MANIFEST",
             BaseError::RouteConflict { .. } => "ROUTE_CONFLICT",
             BaseError::StartFailed { .. } => "START_FAILED",
+            BaseError::Artifact(_) => "INVALID_ARTIFACT",
             BaseError::InvalidState { .. } => "INVALID_STATE",
             BaseError::Config(_) => "INVALID_CONFIG",
             BaseError::Bind { .. } => "BIND_FAILED",

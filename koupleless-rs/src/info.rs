@@ -52,6 +52,12 @@ pub struct InstallRequest {
     pub version: Option<Version>,
     /// Strategy; `modules.<name>.strategy`, then `upgrade.strategy` when absent.
     pub strategy: Option<Strategy>,
+    /// A wasm component to install instead of a native module: `file:///path/module.wasm`
+    /// or a plain path. Its embedded manifest is used; `name`, `version` and `prefix` given
+    /// here replace it (and are required when it embeds none).
+    pub artifact: Option<String>,
+    /// Route prefix for a wasm component (default: its embedded prefix, else `/<name>`).
+    pub prefix: Option<String>,
 }
 
 impl InstallRequest {
@@ -72,6 +78,12 @@ impl InstallRequest {
     /// With this strategy.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.strategy = Some(strategy);
+        self
+    }
+
+    /// Install the wasm component at `location` (`file:///…` or a path).
+    pub fn artifact(mut self, location: impl Into<String>) -> Self {
+        self.artifact = Some(location.into());
         self
     }
 }

@@ -61,12 +61,13 @@ mod tasks;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wasm;
 
 pub use actors::health_supervisor::{HealthReport, ModuleView, TrafficView};
 pub use async_trait::async_trait;
 pub use base::{Base, BaseBuilder, RunningBase};
 pub use client::{ClientError, ModuleClient};
-pub use config::{Config, LoadedConfig, Strategy};
+pub use config::{Config, LoadedConfig, Strategy, WasmConfig};
 pub use context::ModuleContext;
 pub use error::BaseError;
 pub use figment;

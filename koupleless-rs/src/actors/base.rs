@@ -35,6 +35,7 @@ use crate::{
     resources::Resources,
     routing::{ConcurrencyLimit, ModuleService, RouteEntry, RouteTable, SharedRouter},
     state::{ModuleState, StateChange},
+    wasm::{ManifestOverrides, WasmEngine, WasmError, WasmModule},
 };
 
 /// Stopped and broken records kept per module for inspection.
@@ -70,9 +71,34 @@ pub(crate) struct BaseEnv {
     pub(crate) key_value: Arc<dyn KeyValueBackend>,
     pub(crate) router: SharedRouter,
     pub(crate) catalog: Catalog,
+    /// One lock per module name: operations on a module run one at a time.
+    pub(crate) op_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Created on the first wasm install, so bases without wasm modules reserve nothing.
+    pub(crate) wasm: tokio::sync::OnceCell<Arc<WasmEngine>>,
 }
 
 impl BaseEnv {
+    pub(crate) fn lock_for(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(name.to_owned()).or_default())
+    }
+
+    fn all_locks(&self) -> Vec<Arc<Mutex<()>>> {
+        self.op_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) async fn wasm_engine(&self) -> Result<Arc<WasmEngine>, WasmError> {
+        self.wasm
+            .get_or_try_init(|| async { WasmEngine::new(&self.config.wasm) })
+            .await
+            .cloned()
+    }
+
     pub(crate) fn module_args(
         &self,
         module: Arc<dyn Module>,
@@ -245,7 +271,6 @@ pub(crate) struct BaseState {
     env: Arc<BaseEnv>,
     health: ActorRef<HealthMsg>,
     modules: BTreeMap<String, Vec<Entry>>,
-    locks: HashMap<String, Arc<Mutex<()>>>,
     seq: u64,
     shutting_down: bool,
 }
@@ -277,7 +302,6 @@ impl Actor for BaseActor {
             env: args.env,
             health,
             modules: BTreeMap::new(),
-            locks: HashMap::new(),
             seq: 0,
             shutting_down: false,
         })
@@ -295,26 +319,22 @@ impl Actor for BaseActor {
                     let _ = reply.send(Err(BaseError::ShuttingDown));
                     return Ok(());
                 }
-                let resolved = resolve_install(&state.env, &request).and_then(|module| {
-                    let strategy = state.env.strategy_for(&request.name, request.strategy)?;
-                    Ok((module, strategy))
+                let ops = state.ops(&myself);
+                let env = Arc::clone(&state.env);
+                tokio::spawn(async move {
+                    let mut name = request.name.clone();
+                    let result = async {
+                        // Loading a wasm artifact compiles it: done here, off the actor.
+                        let module = resolve_install(&env, &request).await?;
+                        name = module.manifest().name;
+                        let strategy = env.strategy_for(&name, request.strategy)?;
+                        let _guard = env.lock_for(&name).lock_owned().await;
+                        ops.install(module, strategy).await
+                    }
+                    .await;
+                    metrics::record_operation(&name, "install", result.is_ok());
+                    let _ = reply.send(result);
                 });
-                match resolved {
-                    Err(err) => {
-                        let _ = reply.send(Err(err));
-                    }
-                    Ok((module, strategy)) => {
-                        let ops = state.ops(&myself);
-                        let lock = state.lock(&request.name);
-                        let name = request.name.clone();
-                        tokio::spawn(async move {
-                            let _guard = lock.lock_owned().await;
-                            let result = ops.install(module, strategy).await;
-                            metrics::record_operation(&name, "install", result.is_ok());
-                            let _ = reply.send(result);
-                        });
-                    }
-                }
             }
             BaseMsg::Uninstall(name, version, reply) => {
                 if state.shutting_down {
@@ -361,7 +381,7 @@ impl Actor for BaseActor {
             BaseMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let ops = state.ops(&myself);
-                let locks: Vec<_> = state.locks.values().cloned().collect();
+                let locks = state.env.all_locks();
                 tokio::spawn(async move {
                     ops.shutdown_all(locks).await;
                     let _ = reply.send(());
@@ -421,7 +441,33 @@ fn health_name() -> String {
     )
 }
 
-fn resolve_install(env: &BaseEnv, request: &InstallRequest) -> Result<Arc<dyn Module>, BaseError> {
+/// The module an install request names: a native one from the catalog, or a wasm component
+/// read from its artifact and compiled.
+async fn resolve_install(
+    env: &BaseEnv,
+    request: &InstallRequest,
+) -> Result<Arc<dyn Module>, BaseError> {
+    if let Some(location) = &request.artifact {
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        if path.contains("://") {
+            return Err(WasmError::new(
+                location,
+                "only file:// locations are supported by installBiz for now",
+            )
+            .into());
+        }
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| WasmError::new(location, format!("cannot read it ({e})")))?;
+        let overrides = ManifestOverrides {
+            name: Some(request.name.clone()).filter(|n| !n.is_empty()),
+            version: request.version.clone(),
+            prefix: request.prefix.clone(),
+        };
+        let engine = env.wasm_engine().await?;
+        let module = WasmModule::load(engine, location, bytes, overrides).await?;
+        return Ok(Arc::new(module));
+    }
     let pinned = match &request.version {
         Some(v) => Some(v.clone()),
         None => env.catalog_pin(&request.name)?,
@@ -455,8 +501,8 @@ impl BaseState {
         Ops::new(myself.clone(), Arc::clone(&self.env), self.health.clone())
     }
 
-    fn lock(&mut self, name: &str) -> Arc<Mutex<()>> {
-        Arc::clone(self.locks.entry(name.to_owned()).or_default())
+    fn lock(&self, name: &str) -> Arc<Mutex<()>> {
+        self.env.lock_for(name)
     }
 
     fn entry(&mut self, key: &ModuleKey) -> Option<&mut Entry> {

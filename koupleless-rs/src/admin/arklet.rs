@@ -69,7 +69,14 @@ fn bad_request(message: String) -> Json<Envelope> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BizRequest {
+    #[serde(default)]
     biz_name: String,
+    /// A wasm component to install (`file:///…`); absent for native modules.
+    #[serde(default)]
+    biz_url: Option<String>,
+    /// Route prefix for a wasm component without an embedded one.
+    #[serde(default)]
+    prefix: Option<String>,
     #[serde(default)]
     biz_version: Option<String>,
     #[serde(default)]
@@ -128,10 +135,17 @@ async fn install_biz(
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
+    if req.biz_name.is_empty() && req.biz_url.is_none() {
+        return bad_request(
+            "installBiz needs bizName (a native module) or bizUrl (a wasm component)".to_owned(),
+        );
+    }
     let request = InstallRequest {
         name: req.biz_name,
         version,
         strategy: req.install_strategy,
+        artifact: req.biz_url,
+        prefix: req.prefix,
     };
     outcome(handle.install(request).await)
 }
@@ -185,7 +199,7 @@ async fn health(State(handle): State<BaseHandle>) -> Json<Envelope> {
 
 async fn help() -> Json<Envelope> {
     success(json!([
-        {"id": "installBiz", "desc": "install a module version: {bizName, bizVersion?, installStrategy?: swap|drain|installOnly|uninstallThenInstall}"},
+        {"id": "installBiz", "desc": "install a module version: {bizName, bizVersion?, installStrategy?: swap|drain|installOnly|uninstallThenInstall}, or a wasm component: {bizUrl: file:///..., bizName?, bizVersion?, prefix?}"},
         {"id": "uninstallBiz", "desc": "drain and stop a module version: {bizName, bizVersion?}"},
         {"id": "switchBiz", "desc": "activate a deactivated version: {bizName, bizVersion}"},
         {"id": "queryAllBiz", "desc": "list module versions with state and history"},

@@ -63,7 +63,12 @@ async fn show(
 
 #[derive(Deserialize)]
 struct InstallBody {
+    #[serde(default)]
     name: String,
+    #[serde(default)]
+    artifact: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
     #[serde(default)]
     version: Option<Version>,
     #[serde(default)]
@@ -87,6 +92,8 @@ async fn install(
         name: body.name,
         version: body.version,
         strategy: body.strategy,
+        artifact: body.artifact,
+        prefix: body.prefix,
     };
     Ok(Json(handle.install(request).await?).into_response())
 }

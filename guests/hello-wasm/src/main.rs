@@ -1,0 +1,44 @@
+//! A plain wasi:http proxy component, as any toolchain could produce one: it carries no
+//! koupleless manifest, so it is installed with a name, a version and a prefix.
+//!
+//! Build: `cargo build --release --target wasm32-wasip2` in this directory.
+#![forbid(unsafe_code)]
+
+use axum::{Json, Router, extract::Path, routing::get};
+
+/// The name and version the base installed this component as (from its environment).
+fn who() -> String {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "?".to_owned());
+    format!("{}@{}", var("KOUPLELESS_MODULE_NAME"), var("KOUPLELESS_MODULE_VERSION"))
+}
+
+#[wstd_axum::http_server]
+fn main() -> Router {
+    Router::new()
+        .route("/hello", get(|| async { who() }))
+        .route("/json", get(|| async { Json(serde_json::json!({ "module": who(), "ok": true })) }))
+        .route("/echo/{word}", get(|Path(word): Path<String>| async move { word }))
+        .route(
+            "/spin",
+            get(|| async {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .route(
+            "/hog",
+            get(|| async {
+                let mut held: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    held.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&held);
+                }
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+}

@@ -1,0 +1,134 @@
+//! One wasmtime engine per base: pooling allocator sized from configuration, one epoch
+//! ticker thread, and a linker with the whole WASI 0.2 set granting nothing by default.
+
+use std::{sync::Arc, time::Duration};
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+    component::{Linker, ResourceTable},
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::WasmError;
+use crate::config::WasmConfig;
+
+/// How often the epoch advances; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What each store holds: WASI and wasi:http contexts, its resources, its memory cap.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// The base's wasmtime engine and linker.
+pub(crate) struct WasmEngine {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    config: WasmConfig,
+}
+
+impl WasmEngine {
+    pub(crate) fn new(config: &WasmConfig) -> Result<Arc<Self>, WasmError> {
+        let err = |e: wasmtime::Error| WasmError::new("(engine)", format!("{e:#}"));
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // A component holds a few core instances, memories and tables; size the pool so that
+        // `max_instances` components fit, and nothing more is reserved.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
+            .max_memory_size(config.max_memory_mib << 20);
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(err)?;
+
+        // One ticker per engine (a ticker per request is the known 100x slowdown); it ends
+        // when the engine is dropped.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("koupleless-epoch".to_owned())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| {
+                WasmError::new("(engine)", format!("cannot start the epoch ticker: {e}"))
+            })?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            config: config.clone(),
+        }))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<GuestState> {
+        &self.linker
+    }
+
+    pub(crate) fn config(&self) -> &WasmConfig {
+        &self.config
+    }
+
+    /// A store with nothing granted (no directories, no sockets, no inherited environment:
+    /// only the variables given), the memory cap, and the request deadline armed.
+    pub(crate) fn new_store(&self, env: &[(String, String)]) -> Store<GuestState> {
+        let state = GuestState {
+            wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.config.max_memory_mib << 20)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        self.arm_deadline(&mut store);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Resets the epoch deadline of a store for its next call.
+    pub(crate) fn arm_deadline(&self, store: &mut Store<GuestState>) {
+        let ticks = (self.config.request_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    }
+}

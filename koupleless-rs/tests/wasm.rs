@@ -1,0 +1,306 @@
+//! Dynamic modules over HTTP: a real wasm component built from the repo's own guest crate
+//! (`guests/hello-wasm`), installed into a running base through the admin API.
+
+mod support;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use http::StatusCode;
+use serde_json::json;
+use support::*;
+
+/// Builds the guest for wasm32-wasip2 once per test run and returns the component's path.
+/// A missing target is a test failure with cargo's message, never a skip.
+fn hello_wasm() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let guest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guests/hello-wasm");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+                .join("guests");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let output = std::process::Command::new(cargo)
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(guest.join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .output()
+                .expect("cargo runs");
+            assert!(
+                output.status.success(),
+                "building guests/hello-wasm for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            target.join("wasm32-wasip2/release/hello-wasm.wasm")
+        })
+        .clone()
+}
+
+fn install_body(name: &str, version: &str, artifact: &std::path::Path) -> serde_json::Value {
+    json!({
+        "bizName": name,
+        "bizVersion": version,
+        "bizUrl": format!("file://{}", artifact.display()),
+        "prefix": format!("/{name}"),
+    })
+}
+
+const WASM_CONFIG: &str =
+    "[wasm]\nrequest_timeout = \"500ms\"\nmax_memory_mib = 32\nmax_instances = 16";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_component_installs_and_serves_under_its_prefix() {
+    let artifact = hello_wasm();
+    let base = start_base(vec![], WASM_CONFIG).await;
+    let http = Http::new();
+    let started = Instant::now();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("greeter", "1.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    assert_eq!(r["data"]["bizState"], "activated");
+    let r = http.get(&app(&base, "/greeter/hello")).await;
+    let first_answer = started.elapsed();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "greeter@1.0.0")
+    );
+    println!("installBiz to first answer (cold, compile included): {first_answer:?}");
+    let r = http.get(&app(&base, "/greeter/json")).await.json();
+    assert_eq!(r["module"], "greeter@1.0.0");
+    assert_eq!(
+        http.get(&app(&base, "/greeter/echo/ping")).await.text(),
+        "ping"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/greeter/nothing")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "greeter"})).await;
+    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    assert_eq!(
+        http.get(&app(&base, "/greeter/hello")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_under_steady_load_answers_only_from_v1_or_v2() {
+    let artifact = hello_wasm();
+    let base = start_base(vec![], WASM_CONFIG).await;
+    let http = Http::new();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("ledger", "1.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = app(&base, "/ledger/hello");
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (http, url, stop) = (http.clone(), url.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) && seen.len() < 5_000 {
+                    let r = http.get(&url).await;
+                    seen.push((r.status, r.text()));
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("ledger", "2.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
+    for worker in workers {
+        for (status, body) in worker.await.unwrap() {
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "a failed request during the upgrade: {body}"
+            );
+            assert!(
+                body == "ledger@1.0.0" || body == "ledger@2.0.0",
+                "unexpected answer {body}"
+            );
+            *by_version.entry(body).or_default() += 1;
+        }
+    }
+    assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
+    assert_eq!(http.get(&url).await.text(), "ledger@2.0.0");
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_truncated_artifacts_are_rejected_and_the_old_version_serves() {
+    let artifact = hello_wasm();
+    let base = start_base(vec![], WASM_CONFIG).await;
+    let http = Http::new();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("ledger", "1.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&artifact).unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not webassembly").unwrap();
+    for bad in [&truncated, &garbage] {
+        let r = arklet(
+            &http,
+            &base,
+            "installBiz",
+            install_body("ledger", "2.0.0", bad),
+        )
+        .await;
+        assert_eq!(r["code"], "FAILED", "{r}");
+        assert_eq!(r["errorCode"], "INVALID_ARTIFACT", "{r}");
+        let message = r["message"].as_str().unwrap();
+        assert!(
+            message.contains(&bad.display().to_string()),
+            "names the artifact: {message}"
+        );
+        assert!(
+            message.contains("current version keeps serving"),
+            "{message}"
+        );
+        assert_eq!(
+            http.get(&app(&base, "/ledger/hello")).await.text(),
+            "ledger@1.0.0"
+        );
+    }
+    let missing = dir.path().join("absent.wasm");
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("ledger", "2.0.0", &missing),
+    )
+    .await;
+    assert!(
+        r["message"].as_str().unwrap().contains("cannot read it"),
+        "{r}"
+    );
+    // A plain component carries no manifest: the request must name it.
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizUrl": format!("file://{}", artifact.display())}),
+    )
+    .await;
+    assert_eq!(r["errorCode"], "INVALID_ARTIFACT", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("embeds no manifest"),
+        "{r}"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_gets_504_while_other_modules_keep_answering() {
+    let artifact = hello_wasm();
+    let base = start_base(
+        vec![TestModule::new("payroll", "1.0.0", "/payroll")],
+        WASM_CONFIG,
+    )
+    .await;
+    let http = Http::new();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("spinner", "1.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    let spin = {
+        let (http, url) = (http.clone(), app(&base, "/spinner/spin"));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (http.get(&url).await, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While the guest spins, the base and its other modules answer.
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
+    let (r, took) = spin.await.unwrap();
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.text());
+    assert!(r.text().contains("wasm.request_timeout"), "{}", r.text());
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped near the 500 ms limit, took {took:?}"
+    );
+    // The trapped instance was thrown away; the module serves on a fresh one.
+    assert_eq!(
+        http.get(&app(&base, "/spinner/hello")).await.text(),
+        "spinner@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_allocation_hits_the_memory_cap_not_the_base() {
+    let artifact = hello_wasm();
+    let base = start_base(vec![], WASM_CONFIG).await;
+    let http = Http::new();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body("hog", "1.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    for _ in 0..3 {
+        let r = http.get(&app(&base, "/hog/hog")).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+        assert!(r.text().contains("trapped"), "{}", r.text());
+    }
+    assert_eq!(
+        http.get(&app(&base, "/hog/hello")).await.text(),
+        "hog@1.0.0"
+    );
+    assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
+    base.shutdown().await.unwrap();
+}
