@@ -4,10 +4,7 @@
 mod support;
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -119,20 +116,7 @@ async fn upgrade_under_steady_load_fails_no_request() {
         "payroll@1.0.0"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let url = app(&base, "/payroll/hello");
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (http, url, stop) = (http.clone(), url.clone(), Arc::clone(&stop));
-        workers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) && seen.len() < 5_000 {
-                let r = http.get(&url).await;
-                seen.push((r.status, r.text()));
-            }
-            seen
-        }));
-    }
+    let load = SteadyLoad::start(&http, &app(&base, "/payroll/hello"), 8);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let up = arklet(
         &http,
@@ -153,20 +137,18 @@ async fn upgrade_under_steady_load_fails_no_request() {
     .await;
     assert_eq!(back["code"], "SUCCESS", "{back}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
+    let seen = load.finish().await;
 
     let mut total = 0;
     let mut by_version = std::collections::BTreeMap::<String, usize>::new();
-    for w in workers {
-        for (status, body) in w.await.unwrap() {
-            total += 1;
-            assert_eq!(status, StatusCode::OK, "non-2xx during upgrade: {body}");
-            assert!(
-                body == "payroll@1.0.0" || body == "payroll@2.0.0",
-                "unexpected body {body}"
-            );
-            *by_version.entry(body).or_default() += 1;
-        }
+    for (status, body) in seen {
+        total += 1;
+        assert_eq!(status, StatusCode::OK, "non-2xx during upgrade: {body}");
+        assert!(
+            body == "payroll@1.0.0" || body == "payroll@2.0.0",
+            "unexpected body {body}"
+        );
+        *by_version.entry(body).or_default() += 1;
     }
     assert!(total > 100, "load too small to prove anything: {total}");
     assert!(

@@ -5,10 +5,7 @@ mod support;
 
 use std::{
     path::PathBuf,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -51,6 +48,22 @@ fn install_body(name: &str, version: &str, artifact: &std::path::Path) -> serde_
         "bizUrl": format!("file://{}", artifact.display()),
         "prefix": format!("/{name}"),
     })
+}
+
+/// A base with these native modules and the test component installed as `name@1.0.0`.
+async fn serving(name: &str, natives: Vec<TestModule>) -> (koupleless::RunningBase, Http, PathBuf) {
+    let artifact = hello_wasm();
+    let base = start_base(natives, WASM_CONFIG).await;
+    let http = Http::new();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        install_body(name, "1.0.0", &artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    (base, http, artifact)
 }
 
 const WASM_CONFIG: &str =
@@ -99,33 +112,10 @@ async fn a_plain_component_installs_and_serves_under_its_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_under_steady_load_answers_only_from_v1_or_v2() {
-    let artifact = hello_wasm();
-    let base = start_base(vec![], WASM_CONFIG).await;
-    let http = Http::new();
-    let r = arklet(
-        &http,
-        &base,
-        "installBiz",
-        install_body("ledger", "1.0.0", &artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
+    let (base, http, artifact) = serving("ledger", vec![]).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
     let url = app(&base, "/ledger/hello");
-    let workers: Vec<_> = (0..6)
-        .map(|_| {
-            let (http, url, stop) = (http.clone(), url.clone(), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) && seen.len() < 5_000 {
-                    let r = http.get(&url).await;
-                    seen.push((r.status, r.text()));
-                }
-                seen
-            })
-        })
-        .collect();
+    let load = SteadyLoad::start(&http, &url, 6);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = arklet(
         &http,
@@ -136,22 +126,20 @@ async fn upgrade_under_steady_load_answers_only_from_v1_or_v2() {
     .await;
     assert_eq!(r["code"], "SUCCESS", "{r}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
+    let seen = load.finish().await;
 
     let mut by_version = std::collections::BTreeMap::<String, usize>::new();
-    for worker in workers {
-        for (status, body) in worker.await.unwrap() {
-            assert_eq!(
-                status,
-                StatusCode::OK,
-                "a failed request during the upgrade: {body}"
-            );
-            assert!(
-                body == "ledger@1.0.0" || body == "ledger@2.0.0",
-                "unexpected answer {body}"
-            );
-            *by_version.entry(body).or_default() += 1;
-        }
+    for (status, body) in seen {
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a failed request during the upgrade: {body}"
+        );
+        assert!(
+            body == "ledger@1.0.0" || body == "ledger@2.0.0",
+            "unexpected answer {body}"
+        );
+        *by_version.entry(body).or_default() += 1;
     }
     assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
     assert_eq!(http.get(&url).await.text(), "ledger@2.0.0");
@@ -160,17 +148,7 @@ async fn upgrade_under_steady_load_answers_only_from_v1_or_v2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_or_truncated_artifacts_are_rejected_and_the_old_version_serves() {
-    let artifact = hello_wasm();
-    let base = start_base(vec![], WASM_CONFIG).await;
-    let http = Http::new();
-    let r = arklet(
-        &http,
-        &base,
-        "installBiz",
-        install_body("ledger", "1.0.0", &artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
+    let (base, http, artifact) = serving("ledger", vec![]).await;
 
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(&artifact).unwrap();
@@ -281,17 +259,7 @@ async fn an_endless_loop_gets_504_while_other_modules_keep_answering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_allocation_hits_the_memory_cap_not_the_base() {
-    let artifact = hello_wasm();
-    let base = start_base(vec![], WASM_CONFIG).await;
-    let http = Http::new();
-    let r = arklet(
-        &http,
-        &base,
-        "installBiz",
-        install_body("hog", "1.0.0", &artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
+    let (base, http, _) = serving("hog", vec![]).await;
     for _ in 0..3 {
         let r = http.get(&app(&base, "/hog/hog")).await;
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());

@@ -350,6 +350,42 @@ where
     }
 }
 
+/// Clients sending `GET url` back to back until stopped (bounded at 5,000 requests each).
+pub struct SteadyLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Vec<(StatusCode, String)>>>,
+}
+
+impl SteadyLoad {
+    pub fn start(http: &Http, url: &str, clients: usize) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = (0..clients)
+            .map(|_| {
+                let (http, url, stop) = (http.clone(), url.to_owned(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) && seen.len() < 5_000 {
+                        let r = http.get(&url).await;
+                        seen.push((r.status, r.text()));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Self { stop, workers }
+    }
+
+    /// Stops the clients; every (status, body) they saw.
+    pub async fn finish(self) -> Vec<(StatusCode, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for worker in self.workers {
+            all.extend(worker.await.expect("load client"));
+        }
+        all
+    }
+}
+
 /// Sends an Arklet command (`installBiz`, …) to the admin listener; returns the envelope.
 pub async fn arklet(http: &Http, base: &RunningBase, command: &str, body: Value) -> Value {
     http.post(&admin(base, &format!("/{command}")), body)
