@@ -52,6 +52,12 @@ impl TaskSpawner {
         self.tracker.spawn(guarded.instrument(self.span.clone()))
     }
 
+    /// Reports a failure of the module (as a panicking task would): the base restarts it
+    /// with backoff, and past the meltdown limit marks it broken.
+    pub(crate) fn report_failure(&self, why: String) {
+        (self.on_failure)(why);
+    }
+
     /// A token cancelled when the module stops, for tasks that want to finish cleanly.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.token.child_token()

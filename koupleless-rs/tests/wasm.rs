@@ -272,3 +272,55 @@ async fn unbounded_allocation_hits_the_memory_cap_not_the_base() {
     assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_traps_feed_the_meltdown_policy() {
+    let (base, http, _) = serving(
+        "crasher",
+        vec![TestModule::new("payroll", "1.0.0", "/payroll")],
+    )
+    .await;
+    // The test configuration allows 3 failures in 30 s; the 4th trap breaks the module.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let status = http.get(&app(&base, "/crasher/hog")).await.status;
+        statuses.push(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::INTERNAL_SERVER_ERROR)
+            .count()
+            >= 4,
+        "{statuses:?}"
+    );
+    let record = biz(&http, &base, "crasher", "1.0.0").await.unwrap();
+    assert_eq!(record["bizState"], "broken", "{record}");
+    assert!(
+        record["bizStateRecords"]
+            .to_string()
+            .contains("the guest trapped"),
+        "{record}"
+    );
+    let r = http.get(&app(&base, "/crasher/hello")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.text().contains("failed more than 3 times"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.status,
+        StatusCode::OK
+    );
+    base.shutdown().await.unwrap();
+}

@@ -27,6 +27,9 @@ use crate::manifest::Manifest;
 
 type Instance = (Store<GuestState>, Proxy);
 
+/// Tells the module's supervisor about a trap.
+pub(crate) type TrapHook = Arc<dyn Fn(String) + Send + Sync>;
+
 /// At most `size` instances of one module version serve at once; idle ones wait warm.
 pub(crate) struct InstancePool {
     engine: Arc<WasmEngine>,
@@ -35,6 +38,7 @@ pub(crate) struct InstancePool {
     env: Vec<(String, String)>,
     idle: Mutex<Vec<Instance>>,
     slots: Arc<Semaphore>,
+    on_trap: Mutex<Option<TrapHook>>,
 }
 
 impl InstancePool {
@@ -63,6 +67,7 @@ impl InstancePool {
             env,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size)),
+            on_trap: Mutex::new(None),
         }
     }
 
@@ -75,6 +80,22 @@ impl InstancePool {
             .await
             .map_err(|e| format!("{e:#}"))?;
         Ok((store, proxy))
+    }
+
+    /// Traps from now on are reported here (the running actor's failure hook).
+    pub(crate) fn on_trap(&self, hook: TrapHook) {
+        *self.on_trap.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    fn trapped(&self, why: String) {
+        let hook = self
+            .on_trap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(why);
+        }
     }
 
     /// Keeps an instance warm for the next request.
@@ -155,9 +176,17 @@ impl InstancePool {
                 &format!("the module answered with an error: {code:?}"),
             ),
             Ok(Err(_)) => match call.await {
-                Ok(Err(trap)) if trap.contains("interrupt") => self.timed_out(),
+                // Every trap counts as a failure of the module: repeated ones end in `broken`.
+                Ok(Err(trap)) if trap.contains("interrupt") => {
+                    self.trapped(format!(
+                        "a request ran past wasm.request_timeout: {}",
+                        last_line(&trap)
+                    ));
+                    self.timed_out()
+                }
                 Ok(Err(trap)) => {
                     tracing::warn!(module = %self.module, trap = %trap, "guest trapped; instance discarded");
+                    self.trapped(format!("the guest trapped: {}", last_line(&trap)));
                     self.error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         &format!("the module trapped: {}", last_line(&trap)),

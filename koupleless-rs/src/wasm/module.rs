@@ -109,7 +109,10 @@ impl Module for WasmModule {
     }
 
     /// Instantiates one instance privately (validate before activate) and keeps it warm.
-    async fn start(&self, _ctx: &ModuleContext) -> Result<(), ModuleError> {
+    async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
+        let tasks = ctx.tasks().clone();
+        self.pool
+            .on_trap(Arc::new(move |why| tasks.report_failure(why)));
         let instance = self.pool.instantiate().await.map_err(ModuleError::msg)?;
         self.pool.give_back(instance);
         Ok(())
