@@ -304,6 +304,9 @@ pub struct WasmConfig {
     /// Longest a request may run inside a component before it is stopped and answered 504.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Where compiled components are kept, so a restarted base loads known modules without
+    /// compiling them again. Only files this base wrote are ever loaded from it.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for WasmConfig {
@@ -313,6 +316,7 @@ impl Default for WasmConfig {
             max_instances: 64,
             max_memory_mib: 64,
             request_timeout: Duration::from_secs(30),
+            cache_dir: Some(std::env::temp_dir().join("koupleless-wasm-cache")),
         }
     }
 }

@@ -18,6 +18,8 @@ pub const MODULE_STATE: &str = "koupleless_module_state";
 pub const OPERATIONS_TOTAL: &str = "koupleless_module_operations_total";
 /// Failures of a module version's actor (each is followed by a restart or by `broken`).
 pub const FAILURES_TOTAL: &str = "koupleless_module_failures_total";
+/// Components made ready for install, by `source`: `cache` (precompiled) or `compiled`.
+pub const WASM_LOADS_TOTAL: &str = "koupleless_wasm_loads_total";
 /// 1 when the base is ready for traffic.
 pub const READY: &str = "koupleless_ready";
 
@@ -121,6 +123,11 @@ pub(crate) fn record_operation(name: &str, operation: &'static str, ok: bool) {
 
 pub(crate) fn record_failure(name: &str, version: &str) {
     counter!(FAILURES_TOTAL, "module" => name.to_owned(), "version" => version.to_owned())
+        .increment(1);
+}
+
+pub(crate) fn record_wasm_load(from_cache: bool) {
+    counter!(WASM_LOADS_TOTAL, "source" => if from_cache { "cache" } else { "compiled" })
         .increment(1);
 }
 

@@ -90,7 +90,7 @@ async fn a_plain_component_installs_and_serves_under_its_prefix() {
         (r.status, r.text().as_str()),
         (StatusCode::OK, "greeter@1.0.0")
     );
-    println!("installBiz to first answer (cold, compile included): {first_answer:?}");
+    println!("installBiz to first answer: {first_answer:?}");
     let r = http.get(&app(&base, "/greeter/json")).await.json();
     assert_eq!(r["module"], "greeter@1.0.0");
     assert_eq!(
@@ -323,4 +323,61 @@ async fn repeated_traps_feed_the_meltdown_policy() {
         StatusCode::OK
     );
     base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_base_loads_a_known_component_without_compiling_it() {
+    let artifact = hello_wasm();
+    let cache = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{WASM_CONFIG}\ncache_dir = {:?}",
+        cache.path().display().to_string()
+    );
+    let cached_files = || -> Vec<(PathBuf, std::time::SystemTime)> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .map(|p| {
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, modified)
+            })
+            .collect()
+    };
+    let mut timings = Vec::new();
+    for round in ["cold", "warm"] {
+        let base = start_base(vec![], &config).await;
+        let http = Http::new();
+        let started = Instant::now();
+        let r = arklet(
+            &http,
+            &base,
+            "installBiz",
+            install_body("cached", "1.0.0", &artifact),
+        )
+        .await;
+        assert_eq!(r["code"], "SUCCESS", "{r}");
+        assert_eq!(
+            http.get(&app(&base, "/cached/hello")).await.text(),
+            "cached@1.0.0"
+        );
+        timings.push((round, started.elapsed()));
+        base.shutdown().await.unwrap();
+        if round == "cold" {
+            assert_eq!(
+                cached_files().len(),
+                1,
+                "the first base wrote one compiled component"
+            );
+        }
+    }
+    let files = cached_files();
+    assert_eq!(files.len(), 1);
+    println!("installBiz to first answer: {timings:?}");
+    // The second base loaded the file instead of compiling and writing it again.
+    let (_, written) = &files[0];
+    assert!(
+        written.elapsed().unwrap() >= timings[1].1,
+        "the cached component was rewritten"
+    );
 }

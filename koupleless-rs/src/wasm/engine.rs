@@ -6,12 +6,12 @@ use std::{sync::Arc, time::Duration};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
-    component::{Linker, ResourceTable},
+    component::{Component, Linker, ResourceTable},
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::WasmError;
+use super::{WasmError, cache::ComponentCache};
 use crate::config::WasmConfig;
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -49,6 +49,7 @@ pub(crate) struct WasmEngine {
     engine: Engine,
     linker: Linker<GuestState>,
     config: WasmConfig,
+    cache: Option<ComponentCache>,
 }
 
 impl WasmEngine {
@@ -88,15 +89,13 @@ impl WasmEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+        let cache = config.cache_dir.as_deref().and_then(ComponentCache::open);
         Ok(Arc::new(Self {
             engine,
             linker,
             config: config.clone(),
+            cache,
         }))
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     pub(crate) fn linker(&self) -> &Linker<GuestState> {
@@ -105,6 +104,21 @@ impl WasmEngine {
 
     pub(crate) fn config(&self) -> &WasmConfig {
         &self.config
+    }
+
+    /// The component for `bytes`: from the precompiled cache when this base compiled it
+    /// before, else compiled now (and cached). Blocking: call it off the async threads.
+    pub(crate) fn component(&self, bytes: &[u8]) -> Result<(Component, bool), wasmtime::Error> {
+        let Some(cache) = &self.cache else {
+            return Ok((Component::new(&self.engine, bytes)?, false));
+        };
+        let key = ComponentCache::key(&self.engine, bytes);
+        if let Some(component) = cache.load(&self.engine, &key) {
+            return Ok((component, true));
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        cache.store(&key, &component);
+        Ok((component, false))
     }
 
     /// A store with nothing granted (no directories, no sockets, no inherited environment:

@@ -5,6 +5,7 @@
 //! memory cap and an epoch deadline, so a guest that loops or allocates without bound fails
 //! its own request and nothing else.
 
+mod cache;
 mod engine;
 mod instance_pool;
 mod manifest_section;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::{Router, body::Body};
 use http::Request;
-use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::{WasmError, engine::WasmEngine, instance_pool::InstancePool, manifest_section};
@@ -51,11 +50,19 @@ impl WasmModule {
 
         let compile_engine = Arc::clone(&engine);
         let name = artifact.to_owned();
-        let component =
-            tokio::task::spawn_blocking(move || Component::new(compile_engine.engine(), &bytes))
+        let started = std::time::Instant::now();
+        let (component, cached) =
+            tokio::task::spawn_blocking(move || compile_engine.component(&bytes))
                 .await
                 .map_err(|e| WasmError::new(&name, format!("compilation was interrupted ({e})")))?
                 .map_err(|e| WasmError::new(&name, format!("not a loadable component: {e:#}")))?;
+        crate::metrics::record_wasm_load(cached);
+        tracing::info!(
+            artifact,
+            from_cache = cached,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "component ready"
+        );
         let pre = engine.linker().instantiate_pre(&component).map_err(|e| {
             WasmError::new(
                 artifact,
