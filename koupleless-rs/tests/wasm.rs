@@ -23,7 +23,14 @@ fn hello_wasm() -> PathBuf {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-                .join("guests");
+                // One directory per checkout: two checkouts sharing a target directory would
+                // otherwise overwrite each other's component under the same file name.
+                .join(format!("guests-{:016x}", {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    guest.hash(&mut h);
+                    h.finish()
+                }));
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
             let output = std::process::Command::new(cargo)
                 .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
@@ -72,7 +79,8 @@ const WASM_CONFIG: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_component_installs_and_serves_under_its_prefix() {
     let artifact = hello_wasm();
-    let base = start_base(vec![], WASM_CONFIG).await;
+    let config = format!("{WASM_CONFIG}\n[modules.greeter]\ngreeting = \"hej\"");
+    let base = start_base(vec![], &config).await;
     let http = Http::new();
     let started = Instant::now();
     let r = arklet(
@@ -97,6 +105,9 @@ async fn a_plain_component_installs_and_serves_under_its_prefix() {
         http.get(&app(&base, "/greeter/echo/ping")).await.text(),
         "ping"
     );
+    // The module's own configuration section reaches the guest.
+    let config = http.get(&app(&base, "/greeter/config")).await.json();
+    assert_eq!(config["greeting"], "hej", "{config}");
     assert_eq!(
         http.get(&app(&base, "/greeter/nothing")).await.status,
         StatusCode::NOT_FOUND

@@ -19,6 +19,10 @@ fn main() -> Router {
         .route("/json", get(|| async { Json(serde_json::json!({ "module": who(), "ok": true })) }))
         .route("/echo/{word}", get(|Path(word): Path<String>| async move { word }))
         .route(
+            "/config",
+            get(|| async { std::env::var("KOUPLELESS_MODULE_CONFIG").unwrap_or_default() }),
+        )
+        .route(
             "/spin",
             get(|| async {
                 let mut x = 0u64;

@@ -465,7 +465,7 @@ async fn resolve_install(
             prefix: request.prefix.clone(),
         };
         let engine = env.wasm_engine().await?;
-        let module = WasmModule::load(engine, location, bytes, overrides).await?;
+        let module = WasmModule::load(engine, location, bytes, overrides, &env.figment).await?;
         return Ok(Arc::new(module));
     }
     let pinned = match &request.version {

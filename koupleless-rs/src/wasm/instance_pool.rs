@@ -46,9 +46,11 @@ impl InstancePool {
         engine: Arc<WasmEngine>,
         pre: ProxyPre<GuestState>,
         manifest: &Manifest,
+        config: &serde_json::Value,
     ) -> Self {
         let size = engine.config().instances_per_module.max(1);
-        // The guest learns who it was installed as; it inherits nothing else.
+        // The guest learns who it was installed as and its own configuration section; it
+        // inherits nothing else.
         let env = vec![
             ("KOUPLELESS_MODULE_NAME".to_owned(), manifest.name.clone()),
             (
@@ -59,6 +61,7 @@ impl InstancePool {
                 "KOUPLELESS_MODULE_PREFIX".to_owned(),
                 manifest.prefix.clone(),
             ),
+            ("KOUPLELESS_MODULE_CONFIG".to_owned(), config.to_string()),
         ];
         Self {
             engine,

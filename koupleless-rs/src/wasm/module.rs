@@ -41,11 +41,15 @@ impl WasmModule {
         artifact: &str,
         bytes: Vec<u8>,
         overrides: ManifestOverrides,
+        figment: &figment::Figment,
     ) -> Result<Self, WasmError> {
         let embedded = manifest_section::read(&bytes, artifact)?;
         let manifest = merge(embedded, overrides, artifact)?;
         manifest
             .validate()
+            .map_err(|e| WasmError::new(artifact, e))?;
+        // The module's own `[modules.<name>]` section, handed to the guest as JSON.
+        let config: serde_json::Value = crate::config::module_section(figment, &manifest.name)
             .map_err(|e| WasmError::new(artifact, e))?;
 
         let compile_engine = Arc::clone(&engine);
@@ -75,7 +79,7 @@ impl WasmModule {
                 format!("it does not export wasi:http/incoming-handler: {e:#}"),
             )
         })?;
-        let pool = Arc::new(InstancePool::new(engine, pre, &manifest));
+        let pool = Arc::new(InstancePool::new(engine, pre, &manifest, &config));
         Ok(Self { manifest, pool })
     }
 }
