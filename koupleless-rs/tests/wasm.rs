@@ -62,15 +62,27 @@ async fn serving(name: &str, natives: Vec<TestModule>) -> (koupleless::RunningBa
     let artifact = hello_wasm();
     let base = start_base(natives, WASM_CONFIG).await;
     let http = Http::new();
+    install(&http, &base, name, "1.0.0", &artifact).await;
+    (base, http, artifact)
+}
+
+/// Installs the component as `name@version` and checks that the base accepted it.
+async fn install(
+    http: &Http,
+    base: &koupleless::RunningBase,
+    name: &str,
+    version: &str,
+    artifact: &std::path::Path,
+) -> serde_json::Value {
     let r = arklet(
-        &http,
-        &base,
+        http,
+        base,
         "installBiz",
-        install_body(name, "1.0.0", &artifact),
+        install_body(name, version, artifact),
     )
     .await;
     assert_eq!(r["code"], "SUCCESS", "{r}");
-    (base, http, artifact)
+    r
 }
 
 const WASM_CONFIG: &str =
@@ -83,14 +95,7 @@ async fn a_plain_component_installs_and_serves_under_its_prefix() {
     let base = start_base(vec![], &config).await;
     let http = Http::new();
     let started = Instant::now();
-    let r = arklet(
-        &http,
-        &base,
-        "installBiz",
-        install_body("greeter", "1.0.0", &artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
+    let r = install(&http, &base, "greeter", "1.0.0", &artifact).await;
     assert_eq!(r["data"]["bizState"], "activated");
     let r = http.get(&app(&base, "/greeter/hello")).await;
     let first_answer = started.elapsed();
@@ -128,14 +133,7 @@ async fn upgrade_under_steady_load_answers_only_from_v1_or_v2() {
     let url = app(&base, "/ledger/hello");
     let load = SteadyLoad::start(&http, &url, 6);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = arklet(
-        &http,
-        &base,
-        "installBiz",
-        install_body("ledger", "2.0.0", &artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
+    install(&http, &base, "ledger", "2.0.0", &artifact).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let seen = load.finish().await;
 
@@ -231,14 +229,7 @@ async fn an_endless_loop_gets_504_while_other_modules_keep_answering() {
     )
     .await;
     let http = Http::new();
-    let r = arklet(
-        &http,
-        &base,
-        "installBiz",
-        install_body("spinner", "1.0.0", &artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
+    install(&http, &base, "spinner", "1.0.0", &artifact).await;
     let spin = {
         let (http, url) = (http.clone(), app(&base, "/spinner/spin"));
         tokio::spawn(async move {
@@ -360,14 +351,7 @@ async fn a_restarted_base_loads_a_known_component_without_compiling_it() {
         let base = start_base(vec![], &config).await;
         let http = Http::new();
         let started = Instant::now();
-        let r = arklet(
-            &http,
-            &base,
-            "installBiz",
-            install_body("cached", "1.0.0", &artifact),
-        )
-        .await;
-        assert_eq!(r["code"], "SUCCESS", "{r}");
+        install(&http, &base, "cached", "1.0.0", &artifact).await;
         assert_eq!(
             http.get(&app(&base, "/cached/hello")).await.text(),
             "cached@1.0.0"
