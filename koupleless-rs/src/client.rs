@@ -5,20 +5,38 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::{Serialize, de::DeserializeOwned};
+#[cfg(not(target_family = "wasm"))]
 use tower::ServiceExt;
 
+#[cfg(not(target_family = "wasm"))]
 use crate::routing::SharedRouter;
 
 /// An in-process HTTP client over the base's shared router.
 ///
 /// Paths are full paths (`/attendance/employees/7`): the call is routed exactly like a
-/// request from the network, to whichever version of the target module is active.
+/// request from the network, to whichever version of the target module is active. A module
+/// compiled to wasm makes the same calls through the base's `call` host function.
 #[derive(Clone, Debug)]
 pub struct ModuleClient {
+    #[cfg(not(target_family = "wasm"))]
     router: SharedRouter,
+    #[cfg(not(target_family = "wasm"))]
     caller: String,
 }
 
+#[cfg(target_family = "wasm")]
+impl ModuleClient {
+    pub(crate) fn guest() -> Self {
+        Self {}
+    }
+
+    /// Sends a request and returns the response, whatever its status.
+    pub async fn call(&self, request: Request<Body>) -> Response<Body> {
+        crate::guest::call(request).await
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
 impl ModuleClient {
     pub(crate) fn new(router: SharedRouter, caller: impl Into<String>) -> Self {
         Self {
@@ -37,7 +55,9 @@ impl ModuleClient {
             Err(never) => match never {},
         }
     }
+}
 
+impl ModuleClient {
     /// `GET path`, decoding a 2xx JSON body.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let request = Request::get(path)

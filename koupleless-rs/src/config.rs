@@ -337,6 +337,9 @@ pub struct ModuleSettings {
     /// How long a request waits for a free slot under `max_concurrent_requests`.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
+    /// Hosts a wasm module may send HTTP requests to (`api.example.com`, or with a port,
+    /// `127.0.0.1:9000`; `*` allows any). Empty: no outbound requests.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ModuleSettings {
@@ -347,6 +350,7 @@ impl Default for ModuleSettings {
             enabled: true,
             version: None,
             strategy: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -4,15 +4,18 @@
 //! wrote, and a restarted module finds its data again. The base keeps the values in process
 //! by default; a base can hand in another backend (`BaseBuilder::key_value`).
 
+#[cfg(not(target_family = "wasm"))]
 use std::{
     collections::BTreeMap,
     sync::{Arc, RwLock},
 };
 
+#[cfg(not(target_family = "wasm"))]
 use async_trait::async_trait;
 use bytes::Bytes;
 
 /// Where the values live. Keys arrive already scoped (`<module>/<key>`).
+#[cfg(not(target_family = "wasm"))]
 #[async_trait]
 pub trait KeyValueBackend: Send + Sync + 'static {
     /// The value under `key`.
@@ -46,11 +49,13 @@ impl KeyValueError {
 }
 
 /// The in-process backend: values live as long as the base process.
+#[cfg(not(target_family = "wasm"))]
 #[derive(Debug, Default)]
 pub struct InMemoryKeyValue {
     values: RwLock<BTreeMap<String, Bytes>>,
 }
 
+#[cfg(not(target_family = "wasm"))]
 #[async_trait]
 impl KeyValueBackend for InMemoryKeyValue {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, KeyValueError> {
@@ -92,13 +97,50 @@ impl KeyValueBackend for InMemoryKeyValue {
 
 /// One module's view of the store: every key is prefixed with the module's name, so modules
 /// cannot read or overwrite each other's values.
+///
+/// In a module compiled to wasm, the same calls go to the base's store through the
+/// `koupleless:module/host` functions, scoped by the base to the calling module.
 #[derive(Clone)]
 pub struct KeyValue {
+    #[cfg(not(target_family = "wasm"))]
     backend: Arc<dyn KeyValueBackend>,
+    #[cfg(not(target_family = "wasm"))]
     scope: String,
 }
 
+#[cfg(target_family = "wasm")]
 impl KeyValue {
+    pub(crate) fn guest() -> Self {
+        Self {}
+    }
+
+    /// The value under `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, KeyValueError> {
+        crate::guest::host::kv_get(key)
+            .map(|v| v.map(Bytes::from))
+            .map_err(|e| KeyValueError::new("get", key, e))
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn set(&self, key: &str, value: impl Into<Bytes>) -> Result<(), KeyValueError> {
+        crate::guest::host::kv_set(key, &value.into())
+            .map_err(|e| KeyValueError::new("set", key, e))
+    }
+
+    /// Removes `key`; true when it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, KeyValueError> {
+        crate::guest::host::kv_delete(key).map_err(|e| KeyValueError::new("delete", key, e))
+    }
+
+    /// This module's keys that start with `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, KeyValueError> {
+        crate::guest::host::kv_keys(prefix).map_err(|e| KeyValueError::new("keys", prefix, e))
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl KeyValue {
+    /// Scopes `backend` to `module`: its keys are stored as `<module>/<key>`.
     pub(crate) fn scoped(backend: Arc<dyn KeyValueBackend>, module: &str) -> Self {
         Self {
             backend,
@@ -137,6 +179,9 @@ impl KeyValue {
 
 impl std::fmt::Debug for KeyValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(target_family = "wasm")]
+        return f.debug_struct("KeyValue").finish_non_exhaustive();
+        #[cfg(not(target_family = "wasm"))]
         f.debug_struct("KeyValue")
             .field("scope", &self.scope)
             .finish_non_exhaustive()

@@ -38,44 +38,78 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `testing` | no | [`testing::ModuleHarness`]: unit-test a module without a base |
+//!
+//! ## Modules compiled to WebAssembly
+//!
+//! Built for `wasm32-wasip2`, this crate leaves the base out and becomes the guest side of
+//! the `koupleless:module` contract: the same [`Module`] trait, [`ModuleContext`] backed by
+//! the base's host functions, and [`module`](macro@module) exports the module as a
+//! component the base installs at run time. See the book's "Wasm modules" guide.
 
+#[cfg(not(target_family = "wasm"))]
 mod actors;
+#[cfg(not(target_family = "wasm"))]
 mod admin;
+#[cfg(not(target_family = "wasm"))]
 mod base;
+#[cfg(not(target_family = "wasm"))]
 mod catalog;
 mod client;
+#[cfg(not(target_family = "wasm"))]
 pub mod config;
+#[cfg_attr(target_family = "wasm", path = "guest/context.rs")]
 mod context;
+#[cfg(not(target_family = "wasm"))]
 mod error;
+#[cfg(target_family = "wasm")]
+#[doc(hidden)]
+pub mod guest;
+#[cfg(not(target_family = "wasm"))]
 mod handle;
+#[cfg(not(target_family = "wasm"))]
 mod health;
+#[cfg(not(target_family = "wasm"))]
 mod info;
 mod kv;
 mod manifest;
+#[cfg(not(target_family = "wasm"))]
 pub mod metrics;
 mod module;
+#[cfg(not(target_family = "wasm"))]
 mod resources;
+#[cfg(not(target_family = "wasm"))]
 mod routing;
+#[cfg(not(target_family = "wasm"))]
 mod state;
+#[cfg(not(target_family = "wasm"))]
 mod tasks;
+#[cfg(not(target_family = "wasm"))]
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(not(target_family = "wasm"))]
 pub mod wasm;
 
-pub use actors::health_supervisor::{HealthReport, ModuleView, TrafficView};
 pub use async_trait::async_trait;
-pub use base::{Base, BaseBuilder, RunningBase};
+pub use axum;
 pub use client::{ClientError, ModuleClient};
-pub use config::{Config, LoadedConfig, Strategy, WasmConfig};
 pub use context::ModuleContext;
-pub use error::BaseError;
-pub use figment;
-pub use handle::BaseHandle;
-pub use info::{InstallRequest, ModuleInfo, RouteInfo};
-pub use kv::{InMemoryKeyValue, KeyValue, KeyValueBackend, KeyValueError};
+pub use koupleless_macros::module;
+pub use kv::{KeyValue, KeyValueError};
 pub use manifest::{Manifest, ManifestError, RESERVED_PREFIXES, Version};
 pub use module::{Health, Module, ModuleError};
-pub use resources::Resources;
-pub use state::{ModuleState, StateChange};
-pub use tasks::TaskSpawner;
+
+#[cfg(not(target_family = "wasm"))]
+pub use {
+    actors::health_supervisor::{HealthReport, ModuleView, TrafficView},
+    base::{Base, BaseBuilder, RunningBase},
+    config::{Config, LoadedConfig, Strategy, WasmConfig},
+    error::BaseError,
+    figment,
+    handle::BaseHandle,
+    info::{InstallRequest, ModuleInfo, RouteInfo},
+    kv::{InMemoryKeyValue, KeyValueBackend},
+    resources::Resources,
+    state::{ModuleState, StateChange},
+    tasks::TaskSpawner,
+};

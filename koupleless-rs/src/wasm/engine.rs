@@ -11,7 +11,11 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::{WasmError, cache::ComponentCache};
+use super::{
+    WasmError,
+    cache::ComponentCache,
+    host::{Capabilities, Outbound, bindings::Module as Bindings},
+};
 use crate::config::WasmConfig;
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -23,6 +27,8 @@ pub(crate) struct GuestState {
     http: WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    pub(super) capabilities: Option<Arc<Capabilities>>,
+    outbound: Outbound,
 }
 
 impl WasiView for GuestState {
@@ -39,7 +45,7 @@ impl WasiHttpView for GuestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -89,6 +95,8 @@ impl WasmEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+        Bindings::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |s| s)
+            .map_err(err)?;
         let cache = config.cache_dir.as_deref().and_then(ComponentCache::open);
         Ok(Arc::new(Self {
             engine,
@@ -121,10 +129,18 @@ impl WasmEngine {
         Ok((component, false))
     }
 
-    /// A store with nothing granted (no directories, no sockets, no inherited environment:
-    /// only the variables given), the memory cap, and the request deadline armed.
-    pub(crate) fn new_store(&self, env: &[(String, String)]) -> Store<GuestState> {
+    /// A store with nothing granted but what is given (no directories, no sockets, no
+    /// inherited environment: only the variables given; the module's host capabilities;
+    /// outbound HTTP to its allowed hosts), the memory cap, and the request deadline armed.
+    pub(crate) fn new_store(
+        &self,
+        env: &[(String, String)],
+        capabilities: Option<Arc<Capabilities>>,
+        outbound: Outbound,
+    ) -> Store<GuestState> {
         let state = GuestState {
+            capabilities,
+            outbound,
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),

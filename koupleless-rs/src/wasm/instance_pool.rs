@@ -1,7 +1,12 @@
 //! Warm instances of one component, reused across requests and discarded after a trap.
+//!
+//! A koupleless module (it exports `koupleless:module/handler`) is called with the whole
+//! request and answers with the whole response: one call into the instance, on the
+//! connection's own task. Any other wasi:http proxy component is served through
+//! `wasi:http/incoming-handler`, streaming its response body.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -11,8 +16,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tokio::sync::Semaphore;
+use http_body_util::{BodyExt, Limited};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 use wasmtime_wasi_http::{
     WasiHttpView,
@@ -22,10 +27,33 @@ use wasmtime_wasi_http::{
     },
 };
 
-use super::engine::{GuestState, WasmEngine};
-use crate::manifest::Manifest;
+use super::{
+    engine::{GuestState, WasmEngine},
+    host::{
+        Capabilities, Outbound,
+        bindings::{
+            Module as Bindings, ModulePre, exports::koupleless::module::lifecycle::Status,
+            koupleless::module::types::Request as WitRequest,
+        },
+        headers,
+    },
+};
+use crate::{manifest::Manifest, module::Health};
 
-type Instance = (Store<GuestState>, Proxy);
+/// How the component is called.
+pub(crate) enum Pre {
+    /// A koupleless module: `koupleless:module/{handler,lifecycle}`.
+    Koupleless(ModulePre<GuestState>),
+    /// A plain wasi:http proxy component.
+    Proxy(ProxyPre<GuestState>),
+}
+
+enum Exports {
+    Koupleless(Bindings),
+    Proxy(Proxy),
+}
+
+type Instance = (Store<GuestState>, Exports);
 
 /// Tells the module's supervisor about a trap.
 pub(crate) type TrapHook = Arc<dyn Fn(String) + Send + Sync>;
@@ -33,20 +61,25 @@ pub(crate) type TrapHook = Arc<dyn Fn(String) + Send + Sync>;
 /// At most `size` instances of one module version serve at once; idle ones wait warm.
 pub(crate) struct InstancePool {
     engine: Arc<WasmEngine>,
-    pre: ProxyPre<GuestState>,
+    pre: Pre,
     module: String,
     env: Vec<(String, String)>,
+    outbound: Outbound,
+    capabilities: OnceLock<Arc<Capabilities>>,
     idle: Mutex<Vec<Instance>>,
+    closed: std::sync::atomic::AtomicBool,
     slots: Arc<Semaphore>,
     on_trap: Mutex<Option<TrapHook>>,
+    last_health: Mutex<Health>,
 }
 
 impl InstancePool {
     pub(crate) fn new(
         engine: Arc<WasmEngine>,
-        pre: ProxyPre<GuestState>,
+        pre: Pre,
         manifest: &Manifest,
         config: &serde_json::Value,
+        allowed_hosts: &[String],
     ) -> Self {
         let size = engine.config().instances_per_module.max(1);
         // The guest learns who it was installed as and its own configuration section; it
@@ -64,25 +97,64 @@ impl InstancePool {
             ("KOUPLELESS_MODULE_CONFIG".to_owned(), config.to_string()),
         ];
         Self {
+            outbound: Outbound::new(&manifest.key(), allowed_hosts),
             engine,
             pre,
             module: manifest.key(),
             env,
+            capabilities: OnceLock::new(),
             idle: Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             slots: Arc::new(Semaphore::new(size)),
             on_trap: Mutex::new(None),
+            last_health: Mutex::new(Health::Up),
         }
     }
 
-    /// A new instance, as the pool would create it (used to validate a version at start).
-    pub(crate) async fn instantiate(&self) -> Result<Instance, String> {
-        let mut store = self.engine.new_store(&self.env);
-        let proxy = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        Ok((store, proxy))
+    /// What the module's instances may use from now on (set once, when the version starts).
+    pub(crate) fn grant(&self, capabilities: Capabilities) {
+        let _ = self.capabilities.set(Arc::new(capabilities));
+    }
+
+    /// Creates one instance before traffic arrives (validate before activate) and keeps it
+    /// warm.
+    pub(crate) async fn warm_up(&self) -> Result<(), String> {
+        let instance = self.instantiate().await?;
+        self.give_back(instance);
+        Ok(())
+    }
+
+    /// A new instance, started: the module's `start` runs in every instance it gets.
+    async fn instantiate(&self) -> Result<Instance, String> {
+        let mut store = self.engine.new_store(
+            &self.env,
+            self.capabilities.get().cloned(),
+            self.outbound.clone(),
+        );
+        match &self.pre {
+            Pre::Proxy(pre) => {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok((store, Exports::Proxy(proxy)))
+            }
+            Pre::Koupleless(pre) => {
+                let bindings = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                let started = bindings
+                    .koupleless_module_lifecycle()
+                    .call_start(&mut store)
+                    .await
+                    .map_err(|trap| {
+                        format!("its start trapped: {}", last_line(&format!("{trap:#}")))
+                    })?;
+                started.map_err(|why| format!("its start failed: {why}"))?;
+                Ok((store, Exports::Koupleless(bindings)))
+            }
+        }
     }
 
     /// Traps from now on are reported here (the running actor's failure hook).
@@ -101,17 +173,95 @@ impl InstancePool {
         }
     }
 
-    /// Keeps an instance warm for the next request.
-    pub(crate) fn give_back(&self, instance: Instance) {
+    /// Keeps an instance warm for the next request; a stopped pool drops it instead.
+    fn give_back(&self, instance: Instance) {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(instance);
     }
 
-    /// Drops every idle instance, returning their memory to the pool.
-    pub(crate) fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    fn take_idle(&self) -> Option<Instance> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// Runs the module's `stop` in every idle instance and drops them all, returning their
+    /// memory to the engine's pool; instances still serving are dropped when they finish.
+    pub(crate) async fn clear(&self) -> Result<(), String> {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failures = Vec::new();
+        for (mut store, exports) in idle {
+            if let Exports::Koupleless(bindings) = exports {
+                self.engine.arm_deadline(&mut store);
+                match bindings
+                    .koupleless_module_lifecycle()
+                    .call_stop(&mut store)
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => failures.push(why),
+                    Err(trap) => {
+                        failures.push(format!("stop trapped: {}", last_line(&format!("{trap:#}"))))
+                    }
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    /// The module's `health`, asked of an idle instance; while every instance is busy
+    /// serving, the last answer stands.
+    pub(crate) async fn health(&self) -> Health {
+        let remembered = || {
+            self.last_health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let Ok(_slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return remembered();
+        };
+        let Some((mut store, exports)) = self.take_idle() else {
+            return remembered();
+        };
+        let Exports::Koupleless(bindings) = &exports else {
+            self.give_back((store, exports));
+            return Health::Up;
+        };
+        self.engine.arm_deadline(&mut store);
+        let health = match bindings
+            .koupleless_module_lifecycle()
+            .call_health(&mut store)
+            .await
+        {
+            Ok(status) => {
+                self.give_back((store, exports));
+                match status {
+                    Status::Up => Health::Up,
+                    Status::Degraded(why) => Health::Degraded(why),
+                    Status::Down(why) => Health::Down(why),
+                }
+            }
+            Err(trap) => {
+                let why = format!(
+                    "its health check trapped: {}",
+                    last_line(&format!("{trap:#}"))
+                );
+                self.trapped(why.clone());
+                Health::Down(why)
+            }
+        };
+        *self.last_health.lock().unwrap_or_else(|p| p.into_inner()) = health.clone();
+        health
     }
 
     /// Serves one request on a warm (or new) instance.
@@ -119,8 +269,7 @@ impl InstancePool {
         let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
             return self.error(StatusCode::SERVICE_UNAVAILABLE, "the module is stopping");
         };
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut store, proxy) = match idle {
+        let (mut store, exports) = match self.take_idle() {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok(instance) => instance,
@@ -133,7 +282,97 @@ impl InstancePool {
             },
         };
         self.engine.arm_deadline(&mut store);
+        match exports {
+            Exports::Koupleless(bindings) => self.call_handler(store, bindings, request).await,
+            Exports::Proxy(proxy) => self.call_proxy(slot, store, proxy, request).await,
+        }
+    }
 
+    /// The whole request in, the whole response out, on this task.
+    async fn call_handler(
+        &self,
+        mut store: Store<GuestState>,
+        bindings: Bindings,
+        request: Request<Body>,
+    ) -> Response {
+        let (parts, body) = request.into_parts();
+        // A body cannot be larger than the memory the instance may have.
+        let limit = self.engine.config().max_memory_mib << 20;
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => {
+                self.give_back((store, Exports::Koupleless(bindings)));
+                return if e.is::<http_body_util::LengthLimitError>() {
+                    self.error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the request body is larger than the module's memory (wasm.max_memory_mib)",
+                    )
+                } else {
+                    self.error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("the request body broke off: {e}"),
+                    )
+                };
+            }
+        };
+        let request = WitRequest {
+            method: parts.method.as_str().to_owned(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+            headers: headers(&parts.headers),
+            body: body.to_vec(),
+        };
+        let call = bindings
+            .koupleless_module_handler()
+            .call_handle(&mut store, &request);
+        let outcome = tokio::time::timeout(self.hard_limit(), call).await;
+        match outcome {
+            Ok(Ok(answer)) => {
+                self.give_back((store, Exports::Koupleless(bindings)));
+                let mut response = Response::new(Body::from(answer.body));
+                *response.status_mut() = match StatusCode::from_u16(answer.status) {
+                    Ok(status) => status,
+                    Err(_) => {
+                        return self.error(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("the module answered with status {}", answer.status),
+                        );
+                    }
+                };
+                for (name, value) in answer.headers {
+                    match (
+                        http::HeaderName::from_bytes(name.as_bytes()),
+                        http::HeaderValue::from_bytes(&value),
+                    ) {
+                        (Ok(name), Ok(value)) => {
+                            response.headers_mut().append(name, value);
+                        }
+                        _ => {
+                            return self.error(
+                                StatusCode::BAD_GATEWAY,
+                                &format!("the module answered with an invalid header `{name}`"),
+                            );
+                        }
+                    }
+                }
+                response
+            }
+            Ok(Err(trap)) => self.trap_response(format!("{trap:#}")),
+            Err(_) => self.timed_out(),
+        }
+    }
+
+    /// wasi:http: the guest keeps running after the response head is out, writing the body;
+    /// the instance goes back to the pool only when its call has returned cleanly.
+    async fn call_proxy(
+        self: Arc<Self>,
+        slot: OwnedSemaphorePermit,
+        mut store: Store<GuestState>,
+        proxy: Proxy,
+        request: Request<Body>,
+    ) -> Response {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let prepared = prepare(request).and_then(|request| {
             let http = &mut store.data_mut().http();
@@ -148,13 +387,11 @@ impl InstancePool {
         let (incoming, outparam) = match prepared {
             Ok(prepared) => prepared,
             Err(why) => {
-                self.give_back((store, proxy));
+                self.give_back((store, Exports::Proxy(proxy)));
                 return self.error(StatusCode::BAD_REQUEST, &why);
             }
         };
 
-        // The guest keeps running after the response head is out, writing the body; the
-        // instance goes back to the pool only when its call has returned cleanly.
         let pool = Arc::clone(&self);
         let call = tokio::spawn(async move {
             let _slot = slot;
@@ -164,37 +401,21 @@ impl InstancePool {
                 .await;
             match outcome {
                 Ok(()) => {
-                    pool.give_back((store, proxy));
+                    pool.give_back((store, Exports::Proxy(proxy)));
                     Ok(())
                 }
                 Err(trap) => Err(format!("{trap:#}")),
             }
         });
 
-        let limit = self.engine.config().request_timeout + Duration::from_secs(1);
-        match tokio::time::timeout(limit, rx).await {
+        match tokio::time::timeout(self.hard_limit(), rx).await {
             Ok(Ok(Ok(response))) => response.map(Body::new),
             Ok(Ok(Err(code))) => self.error(
                 StatusCode::BAD_GATEWAY,
                 &format!("the module answered with an error: {code:?}"),
             ),
             Ok(Err(_)) => match call.await {
-                // Every trap counts as a failure of the module: repeated ones end in `broken`.
-                Ok(Err(trap)) if trap.contains("interrupt") => {
-                    self.trapped(format!(
-                        "a request ran past wasm.request_timeout: {}",
-                        last_line(&trap)
-                    ));
-                    self.timed_out()
-                }
-                Ok(Err(trap)) => {
-                    tracing::warn!(module = %self.module, trap = %trap, "guest trapped; instance discarded");
-                    self.trapped(format!("the guest trapped: {}", last_line(&trap)));
-                    self.error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("the module trapped: {}", last_line(&trap)),
-                    )
-                }
+                Ok(Err(trap)) => self.trap_response(trap),
                 Ok(Ok(())) => self.error(
                     StatusCode::BAD_GATEWAY,
                     "the module returned without a response",
@@ -209,6 +430,29 @@ impl InstancePool {
                 self.timed_out()
             }
         }
+    }
+
+    /// The epoch deadline stops guest code; this also bounds time spent in host calls.
+    fn hard_limit(&self) -> Duration {
+        self.engine.config().request_timeout + Duration::from_secs(1)
+    }
+
+    /// Every trap counts as a failure of the module: repeated ones end in `broken`.
+    fn trap_response(&self, trap: String) -> Response {
+        if trap.contains("interrupt") {
+            self.trapped(format!(
+                "a request ran past wasm.request_timeout: {}",
+                last_line(&trap)
+            ));
+            return self.timed_out();
+        }
+        tracing::warn!(module = %self.module, trap = %last_line(&trap), "guest trapped; instance discarded");
+        tracing::debug!(module = %self.module, %trap, "the trap in full");
+        self.trapped(format!("the guest trapped: {}", last_line(&trap)));
+        self.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the module trapped: {}", last_line(&trap)),
+        )
     }
 
     fn timed_out(&self) -> Response {

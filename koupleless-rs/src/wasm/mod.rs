@@ -7,6 +7,7 @@
 
 mod cache;
 mod engine;
+mod host;
 mod instance_pool;
 mod manifest_section;
 mod module;

@@ -7,11 +7,18 @@ use axum::{Router, body::Body};
 use http::Request;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::{WasmError, engine::WasmEngine, instance_pool::InstancePool, manifest_section};
+use super::{
+    WasmError,
+    engine::WasmEngine,
+    host::{Capabilities, bindings::ModulePre},
+    instance_pool::{InstancePool, Pre},
+    manifest_section,
+};
 use crate::{
+    config::ModuleSettings,
     context::ModuleContext,
     manifest::Manifest,
-    module::{Module, ModuleError},
+    module::{Health, Module, ModuleError},
 };
 
 /// A compiled component, ready to install. Cheap to clone.
@@ -51,6 +58,8 @@ impl WasmModule {
         // The module's own `[modules.<name>]` section, handed to the guest as JSON.
         let config: serde_json::Value = crate::config::module_section(figment, &manifest.name)
             .map_err(|e| WasmError::new(artifact, e))?;
+        let settings: ModuleSettings = crate::config::module_section(figment, &manifest.name)
+            .map_err(|e| WasmError::new(artifact, e))?;
 
         let compile_engine = Arc::clone(&engine);
         let name = artifact.to_owned();
@@ -73,13 +82,26 @@ impl WasmModule {
                 format!("its imports do not match what the base provides: {e:#}"),
             )
         })?;
-        let pre = ProxyPre::new(pre).map_err(|e| {
-            WasmError::new(
-                artifact,
-                format!("it does not export wasi:http/incoming-handler: {e:#}"),
-            )
-        })?;
-        let pool = Arc::new(InstancePool::new(engine, pre, &manifest, &config));
+        // A koupleless module is called through its own exports; anything else must be a
+        // wasi:http proxy.
+        let pre = match ModulePre::new(pre.clone()) {
+            Ok(pre) => Pre::Koupleless(pre),
+            Err(not_koupleless) => Pre::Proxy(ProxyPre::new(pre).map_err(|e| {
+                WasmError::new(
+                    artifact,
+                    format!(
+                        "it exports neither koupleless:module/handler ({not_koupleless:#}) nor wasi:http/incoming-handler ({e:#}); build it with #[koupleless::module] or as a wasi:http proxy"
+                    ),
+                )
+            })?),
+        };
+        let pool = Arc::new(InstancePool::new(
+            engine,
+            pre,
+            &manifest,
+            &config,
+            &settings.allowed_hosts,
+        ));
         Ok(Self { manifest, pool })
     }
 }
@@ -121,11 +143,18 @@ impl Module for WasmModule {
 
     /// Instantiates one instance privately (validate before activate) and keeps it warm.
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
+        let config: serde_json::Value = ctx.config()?;
+        self.pool.grant(Capabilities {
+            module: self.manifest.key(),
+            span: ctx.span().clone(),
+            config: config.to_string(),
+            kv: ctx.kv().clone(),
+            client: ctx.client().clone(),
+        });
         let tasks = ctx.tasks().clone();
         self.pool
             .on_trap(Arc::new(move |why| tasks.report_failure(why)));
-        let instance = self.pool.instantiate().await.map_err(ModuleError::msg)?;
-        self.pool.give_back(instance);
+        self.pool.warm_up().await.map_err(ModuleError::msg)?;
         Ok(())
     }
 
@@ -134,10 +163,16 @@ impl Module for WasmModule {
         Router::new().fallback(move |request: Request<Body>| Arc::clone(&pool).serve(request))
     }
 
-    /// Frees the warm instances; their memory returns to the pool.
+    /// Asks an idle instance (a koupleless module's `health` export; a plain component is up
+    /// while it serves).
+    async fn health(&self) -> Health {
+        self.pool.health().await
+    }
+
+    /// Runs the module's `stop` in its idle instances and frees them all; their memory
+    /// returns to the engine's pool.
     async fn stop(&self) -> Result<(), ModuleError> {
-        self.pool.clear();
-        Ok(())
+        self.pool.clear().await.map_err(ModuleError::msg)
     }
 }
 

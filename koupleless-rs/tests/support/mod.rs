@@ -1,6 +1,8 @@
 //! Shared test support: a configurable module, a base on ephemeral ports, an HTTP client.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod guests;
+
 use std::{
     future::Future,
     sync::{

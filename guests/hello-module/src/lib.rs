@@ -1,0 +1,163 @@
+//! A koupleless module compiled to wasm: the same `Module` trait and axum `Router` as a
+//! native module, exported by `#[koupleless::module]`. The base's tests use it to exercise
+//! every host capability and the isolation limits.
+//!
+//! Build: `cargo build --release --target wasm32-wasip2` in this directory.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use koupleless::{
+    Health, Module, ModuleContext, ModuleError,
+    axum::{
+        Json, Router,
+        body::Bytes,
+        extract::{Path, Query, State},
+        http::StatusCode,
+        routing::get,
+    },
+};
+use serde::Deserialize;
+
+/// Served requests in this instance: state carries over between requests on a warm instance.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+/// Set through `/down`: the next health check reports down.
+static DOWN: AtomicBool = AtomicBool::new(false);
+
+#[derive(Default)]
+struct Hello;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Settings {
+    greeting: Option<String>,
+    fail_start: bool,
+}
+
+#[koupleless::module(name = "hello", prefix = "/hello")]
+#[koupleless::async_trait]
+impl Module for Hello {
+    async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
+        let settings: Settings = ctx.config()?;
+        if settings.fail_start {
+            return Err(ModuleError::msg("fail_start is set in modules.hello"));
+        }
+        tracing::info!(module = %ctx.manifest().key(), "hello module started");
+        Ok(())
+    }
+
+    fn router(&self, ctx: &ModuleContext) -> Router {
+        Router::new()
+            .route("/hello", get(hello))
+            .route("/count", get(|| async { SERVED.fetch_add(1, Ordering::Relaxed).to_string() }))
+            .route("/config", get(config))
+            .route("/kv/{key}", get(kv_get).put(kv_put))
+            .route("/call", get(call))
+            .route("/log", get(log))
+            .route("/fetch", get(fetch))
+            .route("/down", get(|| async { DOWN.store(true, Ordering::Relaxed); "down" }))
+            .route("/spin", get(spin))
+            .route("/hog", get(hog))
+            .with_state(ctx.clone())
+    }
+
+    async fn health(&self) -> Health {
+        if DOWN.load(Ordering::Relaxed) {
+            Health::Down("asked to report down".to_owned())
+        } else {
+            Health::Up
+        }
+    }
+}
+
+async fn hello(State(ctx): State<ModuleContext>) -> String {
+    let settings: Settings = ctx.config().unwrap_or_default();
+    let greeting = settings.greeting.unwrap_or_else(|| "hello".to_owned());
+    format!("{greeting} from {}", ctx.manifest().key())
+}
+
+async fn config(State(ctx): State<ModuleContext>) -> Result<Json<serde_json::Value>, String> {
+    ctx.config().map(Json).map_err(|e| e.to_string())
+}
+
+async fn kv_get(
+    State(ctx): State<ModuleContext>,
+    Path(key): Path<String>,
+) -> Result<Bytes, (StatusCode, String)> {
+    match ctx.kv().get(&key).await {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err((StatusCode::NOT_FOUND, format!("no value under `{key}`"))),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn kv_put(
+    State(ctx): State<ModuleContext>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, (StatusCode, String)> {
+    ctx.kv()
+        .set(&key, body)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct Target {
+    path: String,
+}
+
+/// Calls another module's route in process and relays its answer as `<status> <body>`.
+async fn call(State(ctx): State<ModuleContext>, Query(target): Query<Target>) -> String {
+    let request = koupleless::axum::http::Request::get(target.path.as_str())
+        .body(koupleless::axum::body::Body::empty())
+        .expect("a path is a valid URI");
+    let response = ctx.client().call(request).await;
+    let status = response.status().as_u16();
+    let body = koupleless::axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    format!("{status} {}", String::from_utf8_lossy(&body))
+}
+
+async fn log() -> &'static str {
+    tracing::warn!(marker = "guest-log-line", "a line from inside the wasm module");
+    "logged"
+}
+
+#[derive(Deserialize)]
+struct Url {
+    url: String,
+}
+
+/// An outbound request through wasi:http, which the base checks against `allowed_hosts`.
+async fn fetch(Query(url): Query<Url>) -> (StatusCode, String) {
+    let request = match wstd::http::Request::get(url.url.as_str()).body(()) {
+        Ok(request) => request,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match wstd::http::Client::new().send(request).await {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let body = response.body_mut().str_contents().await.map(str::to_owned).unwrap_or_default();
+            (StatusCode::OK, format!("{status} {body}"))
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("outbound request failed: {e:?}")),
+    }
+}
+
+async fn spin() -> &'static str {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+async fn hog() -> &'static str {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&held);
+    }
+}
