@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::{Router, routing::get};
 use koupleless::{Manifest, Module, ModuleContext};
@@ -27,11 +27,39 @@ impl Visit for Fields {
     }
 }
 
-/// Records, for each event whose message is "computing payslip", the fields of its spans.
+/// Records, for every event, its own fields and then the fields of its spans.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<Vec<FieldValue>>>>);
 
 type FieldValue = (String, String);
+
+impl Capture {
+    /// The one subscriber of this test binary, installed before any base starts, so the
+    /// base leaves it in place.
+    fn installed() -> &'static Capture {
+        static CAPTURE: OnceLock<Capture> = OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            let capture = Capture::default();
+            tracing_subscriber::registry().with(capture.clone()).init();
+            capture
+        })
+    }
+
+    /// Events whose message starts with `text`.
+    fn events(&self, text: &str) -> Vec<Vec<FieldValue>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|fields| {
+                fields
+                    .iter()
+                    .any(|(k, v)| k == "message" && v.starts_with(text))
+            })
+            .cloned()
+            .collect()
+    }
+}
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -47,16 +75,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-        let mut message = Fields::default();
-        event.record(&mut message);
-        if !message
-            .0
-            .iter()
-            .any(|(k, v)| k == "message" && v == "computing payslip")
-        {
-            return;
-        }
-        let mut seen = Vec::new();
+        let mut seen = Fields::default();
+        event.record(&mut seen);
+        let mut seen = seen.0;
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope {
                 if let Some(fields) = span.extensions().get::<Fields>() {
@@ -88,9 +109,7 @@ impl Module for Payroll {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_logs_carry_module_name_and_version() {
-    let capture = Capture::default();
-    // Installed before the base starts, so the base leaves this subscriber in place.
-    tracing_subscriber::registry().with(capture.clone()).init();
+    let capture = Capture::installed();
 
     let base = koupleless::Base::builder()
         .module(Payroll)
@@ -100,7 +119,7 @@ async fn handler_logs_carry_module_name_and_version() {
         .unwrap();
     let r = Http::new().get(&app(&base, "/payroll/payslip")).await;
     assert_eq!(r.text(), "ok");
-    let seen = capture.0.lock().unwrap().clone();
+    let seen = capture.events("computing payslip");
     assert_eq!(seen.len(), 1, "one log line from the handler: {seen:?}");
     let fields = &seen[0];
     let has = |k: &str, v: &str| fields.iter().any(|(fk, fv)| fk == k && fv == v);
@@ -110,5 +129,46 @@ async fn handler_logs_carry_module_name_and_version() {
         "{fields:?}"
     );
     assert!(has("path", "/payroll/payslip"), "{fields:?}");
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_modules_log_lines_land_in_its_span() {
+    let capture = Capture::installed();
+    let base = koupleless::Base::builder()
+        .figment(figment("[wasm]\ninstances_per_module = 1"))
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new();
+    let artifact = support::guests::hello_module();
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        serde_json::json!({ "bizUrl": format!("file://{}", artifact.display()) }),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    assert_eq!(http.get(&app(&base, "/hello/log")).await.text(), "logged");
+    let seen = capture.events("a line from inside the wasm module");
+    assert_eq!(seen.len(), 1, "one log line from the guest: {seen:?}");
+    let fields = &seen[0];
+    let has = |k: &str, v: &str| fields.iter().any(|(fk, fv)| fk == k && fv == v);
+    assert!(
+        has("module", "hello") && has("version", "1.0.0"),
+        "{fields:?}"
+    );
+    assert!(has("path", "/hello/log"), "{fields:?}");
+    assert!(has("guest_target", "hello_module"), "{fields:?}");
+    let message = fields.iter().find(|(k, _)| k == "message").unwrap();
+    assert!(message.1.contains("marker=guest-log-line"), "{fields:?}");
+    // The guest's `start` logged through the same host function, in the module's span.
+    let started = capture.events("hello module started");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(
+        started[0].iter().any(|(k, v)| k == "span" && v == "module"),
+        "{started:?}"
+    );
     base.shutdown().await.unwrap();
 }

@@ -19,7 +19,13 @@ use crate::{
 mod log;
 
 /// Bindings generated from `wit/module.wit`.
-#[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all, clippy::mem_forget)]
+#[allow(
+    unsafe_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::mem_forget
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",

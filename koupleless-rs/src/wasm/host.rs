@@ -51,7 +51,12 @@ impl Host for GuestState {
         let Some(caps) = self.capabilities.as_ref() else {
             return;
         };
-        let _entered = caps.span.enter();
+        // Inside a request the line belongs to the request's span (module, version, path);
+        // from `start` or `health`, to the module's span.
+        let in_request = tracing::Span::current()
+            .metadata()
+            .is_some_and(|m| m.name() == "request");
+        let _entered = (!in_request).then(|| caps.span.enter());
         // `tracing` needs static targets, so the guest's own target travels as a field.
         match level {
             Level::Trace => {
