@@ -340,6 +340,10 @@ pub struct ModuleSettings {
     /// Hosts a wasm module may send HTTP requests to (`api.example.com`, or with a port,
     /// `127.0.0.1:9000`; `*` allows any). Empty: no outbound requests.
     pub allowed_hosts: Vec<String>,
+    /// Wasm modules: serve requests on warm instances, one after another (state in the
+    /// module's statics carries over between requests). `false` gives every request a fresh
+    /// instance: nothing carries over, at several times the cost per request.
+    pub reuse_instances: bool,
 }
 
 impl Default for ModuleSettings {
@@ -351,6 +355,7 @@ impl Default for ModuleSettings {
             version: None,
             strategy: None,
             allowed_hosts: Vec::new(),
+            reuse_instances: true,
         }
     }
 }

@@ -87,6 +87,25 @@ async fn futures_counts(http: &Http, base: &koupleless::RunningBase, n: usize) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reuse_every_request_gets_a_fresh_instance() {
+    let config = format!("{WASM_CONFIG}\n[modules.hello]\nreuse_instances = false");
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    assert_eq!(install(&http, &base, None).await["code"], "SUCCESS");
+    let counts: Vec<String> = futures_counts(&http, &base, 3).await;
+    assert_eq!(
+        counts,
+        ["0", "0", "0"],
+        "nothing carries over between requests"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hello/hello")).await.text(),
+        "hello from hello@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_start_keeps_the_version_out_and_says_why() {
     let config = format!("{WASM_CONFIG}\n[modules.hello]\nfail_start = true");
     let base = start_base(vec![], &config).await;

@@ -38,7 +38,7 @@ use super::{
         headers,
     },
 };
-use crate::{manifest::Manifest, module::Health};
+use crate::{config::ModuleSettings, manifest::Manifest, module::Health};
 
 /// How the component is called.
 pub(crate) enum Pre {
@@ -65,6 +65,8 @@ pub(crate) struct InstancePool {
     module: String,
     env: Vec<(String, String)>,
     outbound: Outbound,
+    /// Warm instances serve request after request; otherwise each request gets a new one.
+    reuse: bool,
     capabilities: OnceLock<Arc<Capabilities>>,
     idle: Mutex<Vec<Instance>>,
     closed: std::sync::atomic::AtomicBool,
@@ -79,7 +81,7 @@ impl InstancePool {
         pre: Pre,
         manifest: &Manifest,
         config: &serde_json::Value,
-        allowed_hosts: &[String],
+        settings: &ModuleSettings,
     ) -> Self {
         let size = engine.config().instances_per_module.max(1);
         // The guest learns who it was installed as and its own configuration section; it
@@ -97,7 +99,8 @@ impl InstancePool {
             ("KOUPLELESS_MODULE_CONFIG".to_owned(), config.to_string()),
         ];
         Self {
-            outbound: Outbound::new(&manifest.key(), allowed_hosts),
+            outbound: Outbound::new(&manifest.key(), &settings.allowed_hosts),
+            reuse: settings.reuse_instances,
             engine,
             pre,
             module: manifest.key(),
@@ -174,14 +177,16 @@ impl InstancePool {
     }
 
     /// Keeps an instance warm for the next request; a stopped pool drops it instead.
+    /// Without reuse, one instance at most waits (the one `health` asks); the others are
+    /// dropped after their request.
     fn give_back(&self, instance: Instance) {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(instance);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if self.reuse || idle.is_empty() {
+            idle.push(instance);
+        }
     }
 
     fn take_idle(&self) -> Option<Instance> {
@@ -230,7 +235,13 @@ impl InstancePool {
         let Ok(_slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             return remembered();
         };
-        let Some((mut store, exports)) = self.take_idle() else {
+        let instance = match self.take_idle() {
+            Some(instance) => Some(instance),
+            // Without reuse no instance waits idle: ask a new one.
+            None if !self.reuse => self.instantiate().await.ok(),
+            None => None,
+        };
+        let Some((mut store, exports)) = instance else {
             return remembered();
         };
         let Exports::Koupleless(bindings) = &exports else {
@@ -269,7 +280,8 @@ impl InstancePool {
         let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
             return self.error(StatusCode::SERVICE_UNAVAILABLE, "the module is stopping");
         };
-        let (mut store, exports) = match self.take_idle() {
+        let idle = if self.reuse { self.take_idle() } else { None };
+        let (mut store, exports) = match idle {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok(instance) => instance,

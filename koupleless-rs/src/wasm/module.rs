@@ -96,11 +96,7 @@ impl WasmModule {
             })?),
         };
         let pool = Arc::new(InstancePool::new(
-            engine,
-            pre,
-            &manifest,
-            &config,
-            &settings.allowed_hosts,
+            engine, pre, &manifest, &config, &settings,
         ));
         Ok(Self { manifest, pool })
     }
