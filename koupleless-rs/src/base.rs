@@ -37,7 +37,7 @@ impl Base {
             figment: None,
             modules: Vec::new(),
             resources: Resources::default(),
-            key_value: Arc::new(InMemoryKeyValue::default()),
+            key_value: None,
         }
     }
 }
@@ -47,7 +47,8 @@ pub struct BaseBuilder {
     figment: Option<Figment>,
     modules: Vec<Arc<dyn Module>>,
     resources: Resources,
-    key_value: Arc<dyn KeyValueBackend>,
+    /// Unset: Redis when `redis.url` is configured, else in process.
+    key_value: Option<Arc<dyn KeyValueBackend>>,
 }
 
 impl BaseBuilder {
@@ -64,9 +65,10 @@ impl BaseBuilder {
         self
     }
 
-    /// Keeps modules' key-value data in `backend` instead of in process memory.
+    /// Keeps modules' key-value data in `backend` (by default: Redis when `redis.url` is
+    /// configured, else the base's memory).
     pub fn key_value(mut self, backend: impl KeyValueBackend) -> Self {
-        self.key_value = Arc::new(backend);
+        self.key_value = Some(Arc::new(backend));
         self
     }
 
@@ -116,7 +118,10 @@ impl BaseBuilder {
             config: Arc::clone(&config),
             figment,
             resources: self.resources,
-            key_value: self.key_value,
+            key_value: match self.key_value {
+                Some(backend) => backend,
+                None => key_value_backend(&config.redis)?,
+            },
             router: router.clone(),
             catalog,
             op_locks: Default::default(),
@@ -186,6 +191,20 @@ impl BaseBuilder {
             admin_stop,
         })
     }
+}
+
+/// Redis when `redis.url` is set, else the base's memory.
+fn key_value_backend(
+    redis: &crate::config::RedisConfig,
+) -> Result<Arc<dyn KeyValueBackend>, BaseError> {
+    Ok(match &redis.url {
+        Some(url) => Arc::new(crate::redis::RedisKeyValue::new(
+            crate::redis::pool(redis, url)?,
+            &redis.key_prefix,
+            redis.timeout,
+        )),
+        None => Arc::new(InMemoryKeyValue::default()),
+    })
 }
 
 fn boot_list(catalog: &Catalog, figment: &Figment) -> Result<Vec<String>, BaseError> {

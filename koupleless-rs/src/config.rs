@@ -41,6 +41,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Dynamic (WebAssembly) modules.
     pub wasm: WasmConfig,
+    /// Redis, shared by the bases of a cluster.
+    pub redis: RedisConfig,
     /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`] for the keys the base
     /// reads, the rest belongs to the module.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -321,6 +323,34 @@ impl Default for WasmConfig {
     }
 }
 
+/// `[redis]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port/db`. When set, modules' key-value data lives in Redis,
+    /// shared by the bases of a cluster; unset, it stays in the base's memory.
+    pub url: Option<String>,
+    /// Prefix of every key the base writes (`<key_prefix>:kv:<module>/<key>`).
+    pub key_prefix: String,
+    /// Connections each base keeps.
+    pub pool_size: usize,
+    /// Longest wait for a connection or an answer; then the operation fails with an error
+    /// naming this key.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "koupleless".to_owned(),
+            pool_size: 8,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
 /// The keys the base reads from a module's own `[modules.<name>]` section.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -530,7 +560,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: &str, why: String) -> Self {
+    pub(crate) fn invalid(key: &str, why: String) -> Self {
         Self {
             problems: vec![format!("configuration key `{key}`: {why}")],
         }

@@ -76,6 +76,8 @@ mod manifest;
 pub mod metrics;
 mod module;
 #[cfg(not(target_family = "wasm"))]
+mod redis;
+#[cfg(not(target_family = "wasm"))]
 mod resources;
 #[cfg(not(target_family = "wasm"))]
 mod routing;
@@ -103,12 +105,14 @@ pub use module::{Health, Module, ModuleError};
 pub use {
     actors::health_supervisor::{HealthReport, ModuleView, TrafficView},
     base::{Base, BaseBuilder, RunningBase},
-    config::{Config, LoadedConfig, Strategy, WasmConfig},
+    config::{Config, LoadedConfig, RedisConfig, Strategy, WasmConfig},
+    deadpool_redis,
     error::BaseError,
     figment,
     handle::BaseHandle,
     info::{InstallRequest, ModuleInfo, RouteInfo},
     kv::{InMemoryKeyValue, KeyValueBackend},
+    redis::RedisKeyValue,
     resources::Resources,
     state::{ModuleState, StateChange},
     tasks::TaskSpawner,
