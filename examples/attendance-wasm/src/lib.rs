@@ -126,7 +126,7 @@ impl Module for Attendance {
         }
         // A restart of this version starts again on the same store.
         let _ = self.check_ins.set(check_ins);
-        tracing::info!(module = %ctx.manifest().key(), "attendance started");
+        tracing::info!("attendance started");
         Ok(())
     }
 
