@@ -4,6 +4,10 @@
 //! |---|---|
 //! | `GET /attendance/employees/{id}/days?month=YYYY-MM` | [`DaysWorked`] |
 //! | `POST /attendance/checkins` with a [`CheckIn`] | 201 [`CheckInRecorded`] (200 if already recorded) |
+//!
+//! Every answer names the version that served it in an `x-served-by` header
+//! (`attendance@0.1.0`), as the wasm build of this module (`examples/attendance-wasm`) does,
+//! so that an upgrade from one to the other can be watched request by request.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -16,7 +20,9 @@ use axum::{
         Path, Query, State,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
-    http::StatusCode,
+    http::{HeaderValue, StatusCode},
+    middleware::map_response,
+    response::Response,
     routing::{get, post},
 };
 use koupleless::{Health, Manifest, Module, ModuleContext};
@@ -24,6 +30,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use crate::{api::ApiError, calendar};
+
+/// The response header naming the module version that answered.
+pub const SERVED_BY: &str = "x-served-by";
 
 /// Dates checked in, per employee id; `BTreeSet` so a repeated check-in counts once.
 type Store = Arc<RwLock<BTreeMap<u32, BTreeSet<String>>>>;
@@ -112,11 +121,20 @@ impl Module for Attendance {
             .expect("the attendance manifest is valid")
     }
 
-    fn router(&self, _ctx: &ModuleContext) -> Router {
+    fn router(&self, ctx: &ModuleContext) -> Router {
+        let served_by = HeaderValue::from_str(&ctx.manifest().key())
+            .expect("a module's name@version is a valid header value");
         Router::new()
             .route("/employees/{id}/days", get(days_worked))
             .route("/checkins", post(check_in))
             .with_state(Arc::clone(&self.store))
+            .layer(map_response(move |mut response: Response| {
+                let served_by = served_by.clone();
+                async move {
+                    response.headers_mut().insert(SERVED_BY, served_by);
+                    response
+                }
+            }))
     }
 
     async fn health(&self) -> Health {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use example_hr_saas::{
     Attendance, Payroll, Recruitment,
-    attendance::{CheckInRecorded, DaysWorked},
+    attendance::{self, CheckInRecorded, DaysWorked},
     payroll::{Employee, Payslip},
     recruitment::{Candidate, Opening, OpeningStatus},
 };
@@ -56,6 +56,10 @@ async fn attendance_counts_seeded_days() {
                 month: "2024-10".to_owned(),
                 days_worked: expected,
             }
+        );
+        assert_eq!(
+            response.headers[attendance::SERVED_BY],
+            concat!("attendance@", env!("CARGO_PKG_VERSION"))
         );
     }
     let september: DaysWorked = harness
