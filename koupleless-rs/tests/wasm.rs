@@ -5,57 +5,12 @@ mod support;
 
 use std::{
     path::PathBuf,
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use http::StatusCode;
 use serde_json::json;
-use support::*;
-
-/// Builds the guest for wasm32-wasip2 once per test run and returns the component's path.
-/// A missing target is a test failure with cargo's message, never a skip.
-fn hello_wasm() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let guest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guests/hello-wasm");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-                // One directory per checkout: two checkouts sharing a target directory would
-                // otherwise overwrite each other's component under the same file name.
-                .join(format!("guests-{:016x}", {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    guest.hash(&mut h);
-                    h.finish()
-                }));
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let output = std::process::Command::new(cargo)
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-                .arg(guest.join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", &target)
-                .output()
-                .expect("cargo runs");
-            assert!(
-                output.status.success(),
-                "building guests/hello-wasm for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            target.join("wasm32-wasip2/release/hello-wasm.wasm")
-        })
-        .clone()
-}
-
-fn install_body(name: &str, version: &str, artifact: &std::path::Path) -> serde_json::Value {
-    json!({
-        "bizName": name,
-        "bizVersion": version,
-        "bizUrl": format!("file://{}", artifact.display()),
-        "prefix": format!("/{name}"),
-    })
-}
+use support::{guests::*, *};
 
 /// A base with these native modules and the test component installed as `name@1.0.0`.
 async fn serving(name: &str, natives: Vec<TestModule>) -> (koupleless::RunningBase, Http, PathBuf) {
@@ -64,25 +19,6 @@ async fn serving(name: &str, natives: Vec<TestModule>) -> (koupleless::RunningBa
     let http = Http::new();
     install(&http, &base, name, "1.0.0", &artifact).await;
     (base, http, artifact)
-}
-
-/// Installs the component as `name@version` and checks that the base accepted it.
-async fn install(
-    http: &Http,
-    base: &koupleless::RunningBase,
-    name: &str,
-    version: &str,
-    artifact: &std::path::Path,
-) -> serde_json::Value {
-    let r = arklet(
-        http,
-        base,
-        "installBiz",
-        install_body(name, version, artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
-    r
 }
 
 const WASM_CONFIG: &str =

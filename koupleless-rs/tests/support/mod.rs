@@ -27,6 +27,8 @@ use koupleless::{
 };
 use serde_json::Value;
 
+pub mod guests;
+
 /// What these tests add to `testing::TEST_SETTINGS`: quick supervision and upgrades.
 pub const TEST_CONFIG: &str = r#"
 [health]
