@@ -3,8 +3,6 @@
 
 mod support;
 
-use support::guests::hello_wasm;
-
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
@@ -12,16 +10,7 @@ use std::{
 
 use http::StatusCode;
 use serde_json::json;
-use support::*;
-
-fn install_body(name: &str, version: &str, artifact: &std::path::Path) -> serde_json::Value {
-    json!({
-        "bizName": name,
-        "bizVersion": version,
-        "bizUrl": format!("file://{}", artifact.display()),
-        "prefix": format!("/{name}"),
-    })
-}
+use support::{guests::*, *};
 
 /// A base with these native modules and the test component installed as `name@1.0.0`.
 async fn serving(name: &str, natives: Vec<TestModule>) -> (koupleless::RunningBase, Http, PathBuf) {
@@ -30,25 +19,6 @@ async fn serving(name: &str, natives: Vec<TestModule>) -> (koupleless::RunningBa
     let http = Http::new();
     install(&http, &base, name, "1.0.0", &artifact).await;
     (base, http, artifact)
-}
-
-/// Installs the component as `name@version` and checks that the base accepted it.
-async fn install(
-    http: &Http,
-    base: &koupleless::RunningBase,
-    name: &str,
-    version: &str,
-    artifact: &std::path::Path,
-) -> serde_json::Value {
-    let r = arklet(
-        http,
-        base,
-        "installBiz",
-        install_body(name, version, artifact),
-    )
-    .await;
-    assert_eq!(r["code"], "SUCCESS", "{r}");
-    r
 }
 
 const WASM_CONFIG: &str =

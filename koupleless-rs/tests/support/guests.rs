@@ -1,4 +1,5 @@
-//! The repo's own guest crates, built for wasm32-wasip2 once per test run.
+//! The repo's own guest crates, built for wasm32-wasip2 once per test run, and installing
+//! them through Arklet.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
@@ -6,6 +7,11 @@ use std::{
     path::{Path, PathBuf},
     sync::Mutex,
 };
+
+use koupleless::RunningBase;
+use serde_json::{Value, json};
+
+use super::{Http, arklet};
 
 /// guests/hello-wasm: a plain wasi:http proxy component (no manifest, no koupleless exports).
 pub fn hello_wasm() -> PathBuf {
@@ -66,4 +72,33 @@ fn target_dir(guest: &Path) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
         .join(format!("guests-{:016x}", h.finish()))
+}
+
+/// The `installBiz` body for a plain component: name, version, prefix `/{name}`.
+pub fn install_body(name: &str, version: &str, artifact: &Path) -> Value {
+    json!({
+        "bizName": name,
+        "bizVersion": version,
+        "bizUrl": format!("file://{}", artifact.display()),
+        "prefix": format!("/{name}"),
+    })
+}
+
+/// Installs the component as `name@version` and checks that the base accepted it.
+pub async fn install(
+    http: &Http,
+    base: &RunningBase,
+    name: &str,
+    version: &str,
+    artifact: &Path,
+) -> Value {
+    let r = arklet(
+        http,
+        base,
+        "installBiz",
+        install_body(name, version, artifact),
+    )
+    .await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    r
 }
