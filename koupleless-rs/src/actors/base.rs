@@ -210,6 +210,9 @@ pub(crate) enum OpMsg {
     Forget(String, RpcReplyPort<Option<ModuleKey>>),
 }
 
+/// State changes kept per version (the newest).
+const HISTORY_KEPT: usize = 50;
+
 struct Entry {
     manifest: Manifest,
     module: Arc<dyn Module>,
@@ -245,6 +248,10 @@ impl Entry {
             reason: reason.to_owned(),
             message,
         });
+        // A version reinstalled many times keeps its recent history, not all of it.
+        if let Some(excess) = self.history.len().checked_sub(HISTORY_KEPT) {
+            self.history.drain(..excess);
+        }
         self.state = state;
         metrics::record_state(
             &self.manifest.name,
