@@ -2,13 +2,18 @@
 //! instead of as native Rust in the same base, and how long a component takes from
 //! `installBiz` to its first answer, compiled and from the precompiled cache.
 //!
-//! One base (a child process of this binary) serves the same trivial handler twice:
+//! One base (a child process of this binary) serves the same trivial handler three times:
 //!
 //! * `native module` — a native `Module` (prefix `/native`) whose `GET /hello` answers its
 //!   name and version as text, `native@1.0.0`;
-//! * `wasm: guests/hello-wasm` — the component built from `guests/hello-wasm` (a plain
-//!   wasi:http proxy), installed at run time through the admin API (`installBiz` with
-//!   `bizUrl: file://…`), whose `GET /hello` answers `hello-wasm@1.0.0` the same way.
+//! * `wasm: guests/hello-module` — the same kind of module written with
+//!   `#[koupleless::module]` and compiled to wasm (`guests/hello-module`), called through its
+//!   `koupleless:module/handler` export; `GET /hello/who` answers `hello@1.0.0`;
+//! * `wasm: guests/hello-wasm` — a plain wasi:http proxy component (`guests/hello-wasm`),
+//!   called through `wasi:http/incoming-handler`; `GET /hello` answers `hello-wasm@1.0.0`.
+//!
+//! Both components are installed at run time through the admin API (`installBiz` with
+//! `bizUrl: file://…`).
 //!
 //! Each variant is loaded in turn over HTTP/1.1 keep-alive on 127.0.0.1 by a closed-loop
 //! generator with the same number of connections; variants are interleaved in rounds (the
@@ -95,8 +100,19 @@ const HELLO_WASM: WasmGuest = WasmGuest {
     route: "/hello",
 };
 
+/// A module written with `#[koupleless::module]`: called through `koupleless:module/handler`.
+const HELLO_MODULE: WasmGuest = WasmGuest {
+    crate_dir: "guests/hello-module",
+    component: "hello_module.wasm",
+    name: "hello",
+    version: "1.0.0",
+    prefix: "/hello",
+    route: "/who",
+};
+
 impl WasmGuest {
-    /// The `installBiz` body: a plain component carries no manifest, so the request names it.
+    /// The `installBiz` body: a plain component carries no manifest, so the request names it
+    /// (for a koupleless module it repeats what the component embeds).
     fn install_request(&self, component: &Path) -> Value {
         json!({
             "bizName": self.name,
@@ -132,7 +148,11 @@ const VARIANTS: &[Variant] = &[
         handler: Handler::Native,
     },
     Variant {
-        label: "wasm: guests/hello-wasm",
+        label: "wasm: guests/hello-module (#[koupleless::module])",
+        handler: Handler::Wasm(&HELLO_MODULE),
+    },
+    Variant {
+        label: "wasm: guests/hello-wasm (plain wasi:http)",
         handler: Handler::Wasm(&HELLO_WASM),
     },
 ];

@@ -49,6 +49,7 @@ impl Module for Hello {
     fn router(&self, ctx: &ModuleContext) -> Router {
         Router::new()
             .route("/hello", get(hello))
+            .route("/who", get(|State(ctx): State<ModuleContext>| async move { ctx.manifest().key() }))
             .route("/count", get(|| async { SERVED.fetch_add(1, Ordering::Relaxed).to_string() }))
             .route("/config", get(config))
             .route("/kv/{key}", get(kv_get).put(kv_put))
