@@ -45,6 +45,20 @@ async fn install(
     .await
 }
 
+/// A base with these native modules and `config`, with the hello module installed (as
+/// `hello@version` when given) and checked to be accepted.
+async fn serving(
+    natives: Vec<TestModule>,
+    config: &str,
+    version: Option<&str>,
+) -> (koupleless::RunningBase, Http) {
+    let base = start_base(natives, config).await;
+    let http = Http::new();
+    let r = install(&http, &base, version).await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    (base, http)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_manifest_names_the_module_and_its_config_reaches_it() {
     let config = format!("{WASM_CONFIG}\n[modules.hello]\ngreeting = \"hej\"\nshift = 3");
@@ -89,9 +103,7 @@ async fn futures_counts(http: &Http, base: &koupleless::RunningBase, n: usize) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_reuse_every_request_gets_a_fresh_instance() {
     let config = format!("{WASM_CONFIG}\n[modules.hello]\nreuse_instances = false");
-    let base = start_base(vec![], &config).await;
-    let http = Http::new();
-    assert_eq!(install(&http, &base, None).await["code"], "SUCCESS");
+    let (base, http) = serving(vec![], &config, None).await;
     let counts: Vec<String> = futures_counts(&http, &base, 3).await;
     assert_eq!(
         counts,
@@ -125,16 +137,12 @@ async fn a_failing_start_keeps_the_version_out_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_value_store_is_the_modules_own_and_outlives_an_upgrade() {
-    let base = start_base(
+    let (base, http) = serving(
         vec![TestModule::new("ledger", "1.0.0", "/ledger")],
         WASM_CONFIG,
+        Some("1.0.0"),
     )
     .await;
-    let http = Http::new();
-    assert_eq!(
-        install(&http, &base, Some("1.0.0")).await["code"],
-        "SUCCESS"
-    );
     let put = http
         .send(
             Method::PUT,
@@ -174,13 +182,12 @@ async fn the_key_value_store_is_the_modules_own_and_outlives_an_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_and_native_modules_call_each_other_in_process() {
-    let base = start_base(
+    let (base, http) = serving(
         vec![TestModule::new("ledger", "1.0.0", "/ledger")],
         WASM_CONFIG,
+        None,
     )
     .await;
-    let http = Http::new();
-    assert_eq!(install(&http, &base, None).await["code"], "SUCCESS");
     let r = http
         .get(&app(&base, "/hello/call?path=/ledger/hello"))
         .await;
@@ -214,9 +221,7 @@ async fn outbound_requests_reach_only_the_allowed_hosts() {
     let (allowed, allowed_hits) = upstream().await;
     let (other, other_hits) = upstream().await;
     let config = format!("{WASM_CONFIG}\n[modules.hello]\nallowed_hosts = [\"{allowed}\"]");
-    let base = start_base(vec![], &config).await;
-    let http = Http::new();
-    assert_eq!(install(&http, &base, None).await["code"], "SUCCESS");
+    let (base, http) = serving(vec![], &config, None).await;
     let r = http
         .get(&app(
             &base,
@@ -249,9 +254,7 @@ async fn outbound_requests_reach_only_the_allowed_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_modules_health_export_reaches_the_base() {
-    let base = start_base(vec![], WASM_CONFIG).await;
-    let http = Http::new();
-    assert_eq!(install(&http, &base, None).await["code"], "SUCCESS");
+    let (base, http) = serving(vec![], WASM_CONFIG, None).await;
     assert_eq!(http.get(&app(&base, "/hello/down")).await.text(), "down");
     eventually(
         Duration::from_secs(5),
@@ -267,12 +270,7 @@ async fn the_modules_health_export_reaches_the_base() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_under_load_fails_no_request() {
-    let base = start_base(vec![], WASM_CONFIG).await;
-    let http = Http::new();
-    assert_eq!(
-        install(&http, &base, Some("1.0.0")).await["code"],
-        "SUCCESS"
-    );
+    let (base, http) = serving(vec![], WASM_CONFIG, Some("1.0.0")).await;
     let url = app(&base, "/hello/hello");
     let load = SteadyLoad::start(&http, &url, 6);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -301,13 +299,12 @@ async fn an_upgrade_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_gets_504_and_an_allocation_without_bound_gets_500_while_others_answer() {
-    let base = start_base(
+    let (base, http) = serving(
         vec![TestModule::new("ledger", "1.0.0", "/ledger")],
         WASM_CONFIG,
+        None,
     )
     .await;
-    let http = Http::new();
-    assert_eq!(install(&http, &base, None).await["code"], "SUCCESS");
     let spin = {
         let (http, url) = (http.clone(), app(&base, "/hello/spin"));
         tokio::spawn(async move {
