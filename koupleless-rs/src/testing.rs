@@ -93,6 +93,14 @@ impl HarnessBuilder {
         self
     }
 
+    /// Keeps the module's key-value data in `backend` (in memory by default). Two harnesses
+    /// given the same `Arc` see the same values, as two instances or two versions of a module
+    /// do in a base.
+    pub fn key_value(mut self, backend: Arc<dyn KeyValueBackend>) -> Self {
+        self.key_value = backend;
+        self
+    }
+
     /// Another module, mounted beside the one under test so in-process calls reach it.
     pub fn with_module(mut self, module: impl Module) -> Self {
         self.others.push(Arc::new(module));
@@ -253,5 +261,63 @@ impl TestResponse {
                 self.text()
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::{Router, extract::State, routing::get};
+
+    use super::ModuleHarness;
+    use crate::{InMemoryKeyValue, KeyValueBackend, Manifest, Module, ModuleContext};
+
+    /// Counts its visits in the key-value store.
+    struct Visits;
+
+    #[async_trait::async_trait]
+    impl Module for Visits {
+        fn manifest(&self) -> Manifest {
+            Manifest::parse("visits", "1.0.0", "/visits").expect("valid manifest")
+        }
+
+        fn router(&self, ctx: &ModuleContext) -> Router {
+            Router::new()
+                .route(
+                    "/visit",
+                    get(|State(ctx): State<ModuleContext>| async move {
+                        let seen = ctx.kv().get("count").await.expect("kv").map_or(0, |v| {
+                            String::from_utf8_lossy(&v).parse::<u32>().unwrap_or(0)
+                        });
+                        ctx.kv()
+                            .set("count", (seen + 1).to_string())
+                            .await
+                            .expect("kv");
+                        (seen + 1).to_string()
+                    }),
+                )
+                .with_state(ctx.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn harnesses_given_one_store_share_the_modules_values() {
+        let store: Arc<dyn KeyValueBackend> = Arc::new(InMemoryKeyValue::default());
+        let first = ModuleHarness::builder(Visits)
+            .key_value(Arc::clone(&store))
+            .start()
+            .await
+            .unwrap();
+        let second = ModuleHarness::builder(Visits)
+            .key_value(store)
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(first.get("/visits/visit").await.text(), "1");
+        assert_eq!(second.get("/visits/visit").await.text(), "2");
+        // Without a shared store, a harness starts from nothing.
+        let alone = ModuleHarness::builder(Visits).start().await.unwrap();
+        assert_eq!(alone.get("/visits/visit").await.text(), "1");
     }
 }
