@@ -331,25 +331,12 @@ fn report(results: &BTreeMap<Variant, Vec<Measurement>>, settings: Settings) {
         );
     }
     println!();
-    // Rounds are paired: within one round every variant ran under about the same background
-    // load, so the per-round ratio shows how steady the comparison is.
     let plain_rounds = &results[&Variant::Plain];
     for (variant, rounds) in results {
-        let all: Vec<String> = rounds
-            .iter()
-            .zip(plain_rounds)
-            .map(|(m, p)| {
-                format!(
-                    "{:.0} ({:.1}%)",
-                    m.per_second(),
-                    100.0 * m.per_second() / p.per_second()
-                )
-            })
-            .collect();
         println!(
             "- {} requests/s by round (ratio to plain axum in that round): {}",
             variant.label(),
-            all.join(", ")
+            load::rounds_against(rounds, plain_rounds)
         );
     }
     println!();

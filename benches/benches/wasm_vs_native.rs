@@ -643,25 +643,12 @@ fn report(results: &[Vec<Measurement>], settings: Settings, instances_per_module
         );
     }
     println!();
-    // Rounds are paired: within one round every variant ran under about the same background
-    // load, so the per-round ratio shows how steady the comparison is.
     for (variant, rounds) in VARIANTS.iter().zip(results) {
-        let all: Vec<String> = rounds
-            .iter()
-            .zip(&results[0])
-            .map(|(m, r)| {
-                format!(
-                    "{:.0} ({:.1}%)",
-                    m.per_second(),
-                    100.0 * m.per_second() / r.per_second()
-                )
-            })
-            .collect();
         println!(
             "- {} requests/s by round (ratio to {} in that round): {}",
             variant.label,
             VARIANTS[0].label,
-            all.join(", ")
+            load::rounds_against(rounds, &results[0])
         );
     }
     println!();

@@ -104,6 +104,24 @@ impl Measurement {
     }
 }
 
+/// Each round's throughput with its ratio to `reference`'s in the same round, as
+/// `12345 (45.6%), …`. Rounds are paired: within one round every variant ran under about the
+/// same background load, so the per-round ratio shows how steady a comparison is.
+pub fn rounds_against(rounds: &[Measurement], reference: &[Measurement]) -> String {
+    rounds
+        .iter()
+        .zip(reference)
+        .map(|(m, r)| {
+            format!(
+                "{:.0} ({:.1}%)",
+                m.per_second(),
+                100.0 * m.per_second() / r.per_second()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The median round by throughput (the lower one of an even count).
 pub fn median(rounds: &[Measurement]) -> &Measurement {
     let mut order: Vec<&Measurement> = rounds.iter().collect();
