@@ -64,6 +64,8 @@ pub(crate) struct InstancePool {
     pre: Pre,
     module: String,
     env: Vec<(String, String)>,
+    /// The module's `[modules.<name>]` section as JSON.
+    config_json: String,
     outbound: Outbound,
     /// Warm instances serve request after request; otherwise each request gets a new one.
     reuse: bool,
@@ -86,6 +88,7 @@ impl InstancePool {
         let size = engine.config().instances_per_module.max(1);
         // The guest learns who it was installed as and its own configuration section; it
         // inherits nothing else.
+        let config_json = config.to_string();
         let env = vec![
             ("KOUPLELESS_MODULE_NAME".to_owned(), manifest.name.clone()),
             (
@@ -96,7 +99,7 @@ impl InstancePool {
                 "KOUPLELESS_MODULE_PREFIX".to_owned(),
                 manifest.prefix.clone(),
             ),
-            ("KOUPLELESS_MODULE_CONFIG".to_owned(), config.to_string()),
+            ("KOUPLELESS_MODULE_CONFIG".to_owned(), config_json.clone()),
         ];
         Self {
             outbound: Outbound::new(&manifest.key(), &settings.allowed_hosts),
@@ -105,6 +108,7 @@ impl InstancePool {
             pre,
             module: manifest.key(),
             env,
+            config_json,
             capabilities: OnceLock::new(),
             idle: Mutex::new(Vec::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -112,6 +116,11 @@ impl InstancePool {
             on_trap: Mutex::new(None),
             last_health: Mutex::new(Health::Up),
         }
+    }
+
+    /// The module's configuration section as JSON, as the guest receives it.
+    pub(crate) fn config_json(&self) -> &str {
+        &self.config_json
     }
 
     /// What the module's instances may use from now on (set once, when the version starts).

@@ -139,11 +139,10 @@ impl Module for WasmModule {
 
     /// Instantiates one instance privately (validate before activate) and keeps it warm.
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
-        let config: serde_json::Value = ctx.config()?;
         self.pool.grant(Capabilities {
             module: self.manifest.key(),
             span: ctx.span().clone(),
-            config: config.to_string(),
+            config: self.pool.config_json().to_owned(),
             kv: ctx.kv().clone(),
             client: ctx.client().clone(),
         });
