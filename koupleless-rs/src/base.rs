@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::{
-        base::{BaseActor, BaseArgs, BaseEnv},
+        base::{BaseActor, BaseArgs, BaseEnv, RolloutSetup},
         health_supervisor::HealthReport,
     },
     admin::admin_router,
@@ -22,7 +22,9 @@ use crate::{
     kv::{InMemoryKeyValue, KeyValueBackend},
     module::Module,
     resources::Resources,
+    rollout::{Coordination, local::LocalCoordination, redis::RedisCoordination},
     routing::SharedRouter,
+    storage::Storage,
 };
 
 /// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
@@ -113,14 +115,37 @@ impl BaseBuilder {
             false => None,
         };
 
+        let redis_pool = match &config.redis.url {
+            Some(url) => Some(crate::redis::pool(&config.redis, url)?),
+            None => None,
+        };
+        let storage = match config.storage.enabled {
+            true => Some(Arc::new(Storage::open(&config.storage)?)),
+            false => None,
+        };
+        let coordination: Arc<dyn Coordination> = match &redis_pool {
+            Some(pool) => Arc::new(RedisCoordination::new(
+                pool.clone(),
+                &config.redis.key_prefix,
+                config.rollout.max_parallel,
+                config.redis.timeout,
+            )),
+            None => Arc::new(LocalCoordination::new(config.rollout.max_parallel)),
+        };
+
         let router = SharedRouter::new();
         let env = Arc::new(BaseEnv {
             config: Arc::clone(&config),
             figment,
             resources: self.resources,
-            key_value: match self.key_value {
-                Some(backend) => backend,
-                None => key_value_backend(&config.redis)?,
+            key_value: match (self.key_value, redis_pool) {
+                (Some(backend), _) => backend,
+                (None, Some(pool)) => Arc::new(crate::redis::RedisKeyValue::new(
+                    pool,
+                    &config.redis.key_prefix,
+                    config.redis.timeout,
+                )),
+                (None, None) => Arc::new(InMemoryKeyValue::default()),
             },
             router: router.clone(),
             catalog,
@@ -128,22 +153,27 @@ impl BaseBuilder {
             wasm: Default::default(),
         });
         let (publish, report) = watch::channel(HealthReport::initial());
-        let (health_tx, health_rx) = tokio::sync::oneshot::channel();
+        let (children_tx, children_rx) = tokio::sync::oneshot::channel();
         let (base, _) = Actor::spawn(
             None,
             BaseActor,
             BaseArgs {
                 env,
                 publish,
-                health_ready: health_tx,
+                rollout: RolloutSetup {
+                    storage,
+                    coordination,
+                    pod: config.rollout.pod_name(),
+                },
+                children: children_tx,
             },
         )
         .await
         .map_err(|e| BaseError::Internal(format!("the base actor failed to start: {e}")))?;
-        let health = health_rx
+        let children = children_rx
             .await
-            .map_err(|_| BaseError::Internal("the health supervisor did not start".to_owned()))?;
-        let handle = BaseHandle::new(base, health, report, config.health.tick_interval);
+            .map_err(|_| BaseError::Internal("the base's actors did not start".to_owned()))?;
+        let handle = BaseHandle::new(base, children, report, config.health.tick_interval);
 
         let probes = |on: ProbeListeners| {
             (config.health.listeners == on || config.health.listeners == ProbeListeners::Both)
@@ -193,26 +223,17 @@ impl BaseBuilder {
     }
 }
 
-/// Redis when `redis.url` is set, else the base's memory.
-fn key_value_backend(
-    redis: &crate::config::RedisConfig,
-) -> Result<Arc<dyn KeyValueBackend>, BaseError> {
-    Ok(match &redis.url {
-        Some(url) => Arc::new(crate::redis::RedisKeyValue::new(
-            crate::redis::pool(redis, url)?,
-            &redis.key_prefix,
-            redis.timeout,
-        )),
-        None => Arc::new(InMemoryKeyValue::default()),
-    })
-}
-
 fn boot_list(catalog: &Catalog, figment: &Figment) -> Result<Vec<String>, BaseError> {
     let mut boot = Vec::new();
     for name in catalog.names() {
         let settings: crate::config::ModuleSettings = crate::config::module_section(figment, name)?;
-        if settings.enabled {
-            boot.push(name.clone());
+        match &settings.version {
+            // A pinned version that is not compiled in comes from storage.
+            Some(pin) if !catalog.has(name, pin) => {
+                tracing::info!(module = %name, version = %pin, "the pinned version is not compiled into this base; it is installed from storage when released there");
+            }
+            _ if settings.enabled => boot.push(name.clone()),
+            _ => {}
         }
     }
     Ok(boot)

@@ -35,6 +35,13 @@ impl Catalog {
         &self.names
     }
 
+    /// Whether `name@version` is compiled in.
+    pub(crate) fn has(&self, name: &str, version: &Version) -> bool {
+        self.modules
+            .get(name)
+            .is_some_and(|versions| versions.contains_key(version))
+    }
+
     /// The requested version, or the highest one.
     pub(crate) fn resolve(
         &self,

@@ -43,6 +43,10 @@ pub struct Config {
     pub wasm: WasmConfig,
     /// Redis, shared by the bases of a cluster.
     pub redis: RedisConfig,
+    /// Where module artifacts are released, and how often the base looks.
+    pub storage: StorageConfig,
+    /// How the bases of a cluster take turns installing a release.
+    pub rollout: RolloutConfig,
     /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`] for the keys the base
     /// reads, the rest belongs to the module.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -88,21 +92,40 @@ impl Default for AdminConfig {
     }
 }
 
-/// A token from the environment may look like a number (`KOUPLELESS_ADMIN__TOKEN=12345`);
-/// it is still text.
-fn token_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Unsigned(u64),
-        Signed(i64),
+/// A value from the environment may look like a number or a boolean
+/// (`KOUPLELESS_ADMIN__TOKEN=12345`, `KOUPLELESS_STORAGE__OPTIONS__ALLOW_HTTP=true`); it is
+/// still text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+    Bool(bool),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> Self {
+        match s {
+            Scalar::Text(t) => t,
+            Scalar::Unsigned(n) => n.to_string(),
+            Scalar::Signed(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
     }
-    Ok(Option::<Scalar>::deserialize(d)?.map(|s| match s {
-        Scalar::Text(t) => t,
-        Scalar::Unsigned(n) => n.to_string(),
-        Scalar::Signed(n) => n.to_string(),
-    }))
+}
+
+fn token_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+}
+
+fn text_values<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(BTreeMap::<String, Scalar>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect())
 }
 
 /// Which listeners answer the health probes.
@@ -351,6 +374,96 @@ impl Default for RedisConfig {
     }
 }
 
+/// `[storage]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Watch `url` and install the newest artifact of each module found there.
+    pub enabled: bool,
+    /// Where artifacts are released: a local directory (`./modules`, `/srv/modules`,
+    /// `file:///srv/modules`), or `s3://bucket/prefix` (AWS, Alibaba OSS, MinIO…),
+    /// `gs://bucket/prefix`, `az://container/prefix`. Credentials come from the usual
+    /// environment variables (`AWS_ACCESS_KEY_ID`…) or from `options`.
+    pub url: String,
+    /// Settings of the object store client, named as the object_store crate names them
+    /// (`aws_endpoint`, `aws_region`, `aws_virtual_hosted_style_request`, `allow_http`…).
+    #[serde(deserialize_with = "text_values")]
+    pub options: BTreeMap<String, String>,
+    /// How often the location is listed.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// After a failed listing the next one waits twice as long, up to this.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// When the artifact of the version a base installed from storage disappears, go back
+    /// to the highest version left, or uninstall the module when none is left. Off by
+    /// default: deleting files never changes what serves.
+    pub uninstall_removed: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: "./modules".to_owned(),
+            options: BTreeMap::new(),
+            poll_interval: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(60),
+            uninstall_removed: false,
+        }
+    }
+}
+
+/// `[rollout]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Bases of the cluster that may install the same module at once. With `redis.url` set
+    /// the limit holds across the cluster; without, the base only limits itself.
+    pub max_parallel: usize,
+    /// How long a lease outlives a base that stops renewing it (one killed mid-install).
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// This base's name in rollout records. Default: `$POD_NAME` (set it from the downward
+    /// API), else the host name and process id.
+    pub pod: Option<String>,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            max_parallel: 1,
+            lease_ttl: Duration::from_secs(15),
+            pod: None,
+        }
+    }
+}
+
+impl RolloutConfig {
+    /// The name this base records itself under.
+    pub fn pod_name(&self) -> String {
+        if let Some(pod) = self.pod.as_deref().filter(|p| !p.is_empty()) {
+            return pod.to_owned();
+        }
+        if let Ok(pod) = std::env::var("POD_NAME")
+            && !pod.is_empty()
+        {
+            return pod;
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "base".to_owned());
+        format!("{host}:{}", std::process::id())
+    }
+}
+
 /// The keys the base reads from a module's own `[modules.<name>]` section.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -542,6 +655,24 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
+    if config.storage.enabled && config.storage.poll_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            "storage.poll_interval",
+            "must be above zero; write e.g. `10s`, or set storage.enabled = false".to_owned(),
+        ));
+    }
+    if config.rollout.max_parallel == 0 {
+        return Err(ConfigError::invalid(
+            "rollout.max_parallel",
+            "must be at least 1 (bases that may install the same module at once)".to_owned(),
+        ));
+    }
+    if config.rollout.lease_ttl < Duration::from_millis(300) {
+        return Err(ConfigError::invalid(
+            "rollout.lease_ttl",
+            "must be at least 300ms: the lease is renewed every third of it".to_owned(),
+        ));
+    }
     if config.shutdown.drain_delay > config.shutdown.grace {
         return Err(ConfigError::invalid(
             "shutdown.drain_delay",
@@ -663,10 +794,10 @@ mod tests {
             assert!(err.contains("missing.toml, which does not exist"), "{err}");
             jail.clear_env();
             jail.set_env("KOUPLELESS_ADMIN__TOKEN", "12345");
-            assert_eq!(
-                LoadedConfig::load().unwrap().config.admin.token.as_deref(),
-                Some("12345")
-            );
+            jail.set_env("KOUPLELESS_STORAGE__OPTIONS__ALLOW_HTTP", "true");
+            let config = LoadedConfig::load().unwrap().config;
+            assert_eq!(config.admin.token.as_deref(), Some("12345"));
+            assert_eq!(config.storage.options["allow_http"], "true");
             Ok(())
         });
     }

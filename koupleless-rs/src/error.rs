@@ -80,6 +80,18 @@ pub enum BaseError {
         /// The OS error.
         reason: String,
     },
+    /// An install from storage stopped before the new version took traffic, for a reason
+    /// that is not the release's fault (the rollout lease was lost, the download failed).
+    #[error("install of `{module}` aborted: {reason}; the current version keeps serving")]
+    Aborted {
+        /// `name@version`.
+        module: String,
+        /// Why.
+        reason: String,
+    },
+    /// A dependency of the control loop (Redis, the storage location) did not answer.
+    #[error("{0}; serving is not affected")]
+    Unavailable(String),
     /// The base is shutting down and takes no more operations.
     #[error("the base is shutting down and takes no more operations")]
     ShuttingDown,
@@ -129,11 +141,27 @@ impl BaseError {
             BaseError::StartFailed { .. } | BaseError::Artifact(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            BaseError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            BaseError::ShuttingDown | BaseError::Aborted { .. } | BaseError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             BaseError::Bind { .. } | BaseError::ShutdownTimedOut(_) | BaseError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
+    }
+
+    /// Whether the failure belongs to the release itself (a broken artifact, a failing
+    /// start or health check, a bad manifest, a route conflict, its configuration), and would
+    /// happen again on every base: such a failure halts the release's rollout cluster-wide.
+    pub fn is_release_fault(&self) -> bool {
+        matches!(
+            self,
+            BaseError::InvalidManifest(_)
+                | BaseError::RouteConflict { .. }
+                | BaseError::StartFailed { .. }
+                | BaseError::Artifact(_)
+                | BaseError::Config(_)
+        )
     }
 
     /// A stable machine-readable code, e.g. `ROUTE_CONFLICT`.
@@ -148,6 +176,8 @@ impl BaseError {
             BaseError::InvalidState { .. } => "INVALID_STATE",
             BaseError::Config(_) => "INVALID_CONFIG",
             BaseError::Bind { .. } => "BIND_FAILED",
+            BaseError::Aborted { .. } => "ABORTED",
+            BaseError::Unavailable(_) => "UNAVAILABLE",
             BaseError::ShuttingDown => "SHUTTING_DOWN",
             BaseError::ShutdownTimedOut(_) => "SHUTDOWN_TIMEOUT",
             BaseError::Internal(_) => "INTERNAL",

@@ -7,19 +7,28 @@ use tokio::sync::watch;
 
 use crate::{
     actors::{
-        base::BaseMsg,
+        base::{BaseMsg, Children},
         health_supervisor::{HealthMsg, HealthReport, heartbeat_fresh},
     },
     error::BaseError,
     info::{InstallRequest, ModuleInfo, RouteInfo},
     manifest::Version,
+    rollout::{RolloutRecord, coordinator::RolloutMsg},
+    storage::watcher::{ScanReport, WatcherMsg},
 };
+
+/// Redis or storage did not answer.
+fn unavailable(why: String) -> BaseError {
+    BaseError::Unavailable(why)
+}
 
 /// A cheap, cloneable handle on a running base.
 #[derive(Clone)]
 pub struct BaseHandle {
     base: ActorRef<BaseMsg>,
     health: ActorRef<HealthMsg>,
+    rollout: ActorRef<RolloutMsg>,
+    watcher: Option<ActorRef<WatcherMsg>>,
     report: watch::Receiver<HealthReport>,
     tick: Duration,
 }
@@ -27,13 +36,15 @@ pub struct BaseHandle {
 impl BaseHandle {
     pub(crate) fn new(
         base: ActorRef<BaseMsg>,
-        health: ActorRef<HealthMsg>,
+        children: Children,
         report: watch::Receiver<HealthReport>,
         tick: Duration,
     ) -> Self {
         Self {
             base,
-            health,
+            health: children.health,
+            rollout: children.rollout,
+            watcher: children.watcher,
             report,
             tick,
         }
@@ -101,8 +112,47 @@ impl BaseHandle {
             .map_err(|_| BaseError::ShuttingDown)
     }
 
+    /// What the cluster knows about each release from storage: which bases installed it,
+    /// which failed and why, and the lease timeline.
+    pub async fn rollouts(&self) -> Result<Vec<RolloutRecord>, BaseError> {
+        match self.rollout.call(RolloutMsg::Records, None).await {
+            Ok(CallResult::Success(records)) => records.map_err(unavailable),
+            _ => Err(BaseError::ShuttingDown),
+        }
+    }
+
+    /// Clears the failure that halted `name@version`, so bases install it again; `false`
+    /// when it was not halted.
+    pub async fn retry_rollout(&self, name: &str, version: Version) -> Result<bool, BaseError> {
+        let name = name.to_owned();
+        match self
+            .rollout
+            .call(|r| RolloutMsg::Retry(name, version, r), None)
+            .await
+        {
+            Ok(CallResult::Success(retried)) => retried.map_err(unavailable),
+            _ => Err(BaseError::ShuttingDown),
+        }
+    }
+
+    /// Lists the storage location now (instead of at the next poll) and installs what is
+    /// due; answers what the listing found.
+    pub async fn rescan(&self) -> Result<ScanReport, BaseError> {
+        let Some(watcher) = &self.watcher else {
+            return Err(BaseError::Config(crate::config::ConfigError::invalid(
+                "storage.enabled",
+                "is false: this base does not watch a storage location".to_owned(),
+            )));
+        };
+        match watcher.call(WatcherMsg::Rescan, None).await {
+            Ok(CallResult::Success(report)) => report.map_err(unavailable),
+            _ => Err(BaseError::ShuttingDown),
+        }
+    }
+
     pub(crate) fn boot_done(&self) {
         let _ = self.health.cast(HealthMsg::BootDone);
+        let _ = self.rollout.cast(RolloutMsg::BootDone);
     }
 
     pub(crate) fn shutting_down(&self) {

@@ -43,6 +43,7 @@ async fn readyz(State(handle): State<BaseHandle>) -> impl IntoResponse {
         "traffic": report.traffic,
         "draining": report.draining,
         "modules": report.modules,
+        "conditions": report.conditions,
     });
     (status(report.ready), Json(body))
 }

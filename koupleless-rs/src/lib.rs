@@ -80,9 +80,13 @@ mod redis;
 #[cfg(not(target_family = "wasm"))]
 mod resources;
 #[cfg(not(target_family = "wasm"))]
+pub mod rollout;
+#[cfg(not(target_family = "wasm"))]
 mod routing;
 #[cfg(not(target_family = "wasm"))]
 mod state;
+#[cfg(not(target_family = "wasm"))]
+mod storage;
 #[cfg(not(target_family = "wasm"))]
 mod tasks;
 #[cfg(not(target_family = "wasm"))]
@@ -103,9 +107,11 @@ pub use module::{Health, Module, ModuleError};
 
 #[cfg(not(target_family = "wasm"))]
 pub use {
-    actors::health_supervisor::{HealthReport, ModuleView, TrafficView},
+    actors::health_supervisor::{ConditionView, HealthReport, ModuleView, TrafficView},
     base::{Base, BaseBuilder, RunningBase},
-    config::{Config, LoadedConfig, RedisConfig, Strategy, WasmConfig},
+    config::{
+        Config, LoadedConfig, RedisConfig, RolloutConfig, StorageConfig, Strategy, WasmConfig,
+    },
     deadpool_redis,
     error::BaseError,
     figment,
@@ -115,5 +121,6 @@ pub use {
     redis::RedisKeyValue,
     resources::Resources,
     state::{ModuleState, StateChange},
+    storage::watcher::ScanReport,
     tasks::TaskSpawner,
 };

@@ -22,6 +22,13 @@ pub const FAILURES_TOTAL: &str = "koupleless_module_failures_total";
 pub const WASM_LOADS_TOTAL: &str = "koupleless_wasm_loads_total";
 /// 1 when the base is ready for traffic.
 pub const READY: &str = "koupleless_ready";
+/// Storage operations (`list`, `get`), by result.
+pub const STORAGE_OPERATIONS_TOTAL: &str = "koupleless_storage_operations_total";
+/// 1 when the rollout lease store (Redis, or `local`) answers, 0 when installs are paused.
+pub const ROLLOUT_COORDINATION_UP: &str = "koupleless_rollout_coordination_up";
+/// Rollout attempts on this base, by module and outcome (`installed`, `failed`, `aborted`,
+/// `lease_lost`).
+pub const ROLLOUT_ATTEMPTS_TOTAL: &str = "koupleless_rollout_attempts_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -75,6 +82,18 @@ fn describe() {
     describe_gauge!(
         READY,
         "1 when the base accepts traffic (readiness), 0 otherwise."
+    );
+    describe_counter!(
+        STORAGE_OPERATIONS_TOTAL,
+        "Listings and downloads of module artifacts, by operation and result."
+    );
+    describe_gauge!(
+        ROLLOUT_COORDINATION_UP,
+        "1 when the rollout lease store answers, 0 while installs are paused."
+    );
+    describe_counter!(
+        ROLLOUT_ATTEMPTS_TOTAL,
+        "Installs of releases from storage on this base, by module and outcome."
     );
 }
 
@@ -133,6 +152,20 @@ pub(crate) fn record_wasm_load(from_cache: bool) {
 
 pub(crate) fn record_ready(ready: bool) {
     gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+pub(crate) fn record_storage(operation: &'static str, ok: bool) {
+    let result = if ok { "success" } else { "failure" };
+    counter!(STORAGE_OPERATIONS_TOTAL, "operation" => operation, "result" => result).increment(1);
+}
+
+pub(crate) fn record_coordination(backend: &'static str, up: bool) {
+    gauge!(ROLLOUT_COORDINATION_UP, "backend" => backend).set(if up { 1.0 } else { 0.0 });
+}
+
+pub(crate) fn record_rollout(module: &str, outcome: &'static str) {
+    counter!(ROLLOUT_ATTEMPTS_TOTAL, "module" => module.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 /// The text exposition, or a note that another recorder owns the process.

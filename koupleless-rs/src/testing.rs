@@ -59,6 +59,8 @@ check_interval = "100ms"
 drain_delay = "0s"
 [log]
 level = "warn"
+[storage]
+enabled = false
 "#;
 
 /// The base's defaults with [`TEST_SETTINGS`] on top, and neither a configuration file nor

@@ -8,15 +8,15 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use common::{Reply, request};
+use common::{Reply, attendance_component, request};
 use example_hr_saas::{Attendance, Payroll, Recruitment, config_figment_with_file};
 use figment::providers::{Format, Toml};
 use koupleless::{Base, ModuleState, RunningBase, testing::TEST_SETTINGS};
@@ -25,41 +25,6 @@ use serde_json::json;
 const NATIVE: &str = concat!("attendance@", env!("CARGO_PKG_VERSION"));
 const WASM: &str = "attendance@2.0.0";
 const DAYS_OF_1: &str = "/attendance/employees/1/days?month=2024-10";
-
-/// The component, built once per test run.
-///
-/// It gets a target directory of its own (per checkout): the build then neither waits for
-/// the lock the running test build holds nor overwrites another checkout's component.
-fn attendance_component() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            use std::hash::{Hash, Hasher};
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            root.hash(&mut h);
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target"))
-                .join(format!("wasm-modules-{:016x}", h.finish()));
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let output = std::process::Command::new(cargo)
-                .args(["build", "-p", "example-attendance-wasm"])
-                .args(["--target", "wasm32-wasip2", "--profile", "wasm-module"])
-                .arg("--manifest-path")
-                .arg(root.join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", &target)
-                .output()
-                .expect("cargo runs");
-            assert!(
-                output.status.success(),
-                "building examples/attendance-wasm for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            target.join("wasm32-wasip2/wasm-module/example_attendance_wasm.wasm")
-        })
-        .clone()
-}
 
 /// The example's base with its three native modules, ready.
 async fn hr_saas() -> RunningBase {

@@ -15,7 +15,7 @@ use axum::Router;
 use figment::Figment;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{Mutex, watch};
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     health_supervisor::{HealthArgs, HealthMsg, HealthReport, HealthSupervisor},
@@ -33,8 +33,16 @@ use crate::{
     metrics,
     module::{Health, Module},
     resources::Resources,
+    rollout::{
+        Coordination,
+        coordinator::{CoordinatorArgs, RolloutCoordinator, RolloutMsg},
+    },
     routing::{ConcurrencyLimit, ModuleService, RouteEntry, RouteTable, SharedRouter},
     state::{ModuleState, StateChange},
+    storage::{
+        Storage,
+        watcher::{StorageWatcher, WatcherArgs, WatcherMsg},
+    },
     wasm::{ManifestOverrides, WasmEngine, WasmError, WasmModule},
 };
 
@@ -157,8 +165,28 @@ impl BaseEnv {
 
 pub(crate) type Reply<T> = RpcReplyPort<Result<T, BaseError>>;
 
+/// A release downloaded from storage, installed on the rollout coordinator's behalf.
+pub(crate) struct ArtifactInstall {
+    /// Where it came from, for messages.
+    pub(crate) location: String,
+    pub(crate) bytes: Vec<u8>,
+    /// Name and version from the storage layout; they replace what the component embeds.
+    pub(crate) name: String,
+    pub(crate) version: Version,
+    /// Cancelled when the rollout lease is lost: the install stops before the new version
+    /// takes traffic.
+    pub(crate) abort: CancellationToken,
+}
+
+/// What an install starts from.
+enum InstallSource {
+    Request(InstallRequest),
+    Storage(ArtifactInstall),
+}
+
 pub(crate) enum BaseMsg {
     Install(InstallRequest, Reply<ModuleInfo>),
+    InstallArtifact(ArtifactInstall, Reply<ModuleInfo>),
     Uninstall(String, Option<Version>, Reply<ModuleInfo>),
     Switch(String, Version, Reply<ModuleInfo>),
     Query(RpcReplyPort<Vec<ModuleInfo>>),
@@ -271,12 +299,31 @@ pub(crate) struct BaseActor;
 pub(crate) struct BaseArgs {
     pub(crate) env: Arc<BaseEnv>,
     pub(crate) publish: watch::Sender<HealthReport>,
-    pub(crate) health_ready: tokio::sync::oneshot::Sender<ActorRef<HealthMsg>>,
+    pub(crate) rollout: RolloutSetup,
+    pub(crate) children: tokio::sync::oneshot::Sender<Children>,
+}
+
+/// Where releases come from and how the cluster takes turns.
+pub(crate) struct RolloutSetup {
+    /// `None` when `storage.enabled` is off.
+    pub(crate) storage: Option<Arc<Storage>>,
+    pub(crate) coordination: Arc<dyn Coordination>,
+    pub(crate) pod: String,
+}
+
+/// The Base's long-lived children, for the handle.
+pub(crate) struct Children {
+    pub(crate) health: ActorRef<HealthMsg>,
+    pub(crate) rollout: ActorRef<RolloutMsg>,
+    pub(crate) watcher: Option<ActorRef<WatcherMsg>>,
 }
 
 pub(crate) struct BaseState {
     env: Arc<BaseEnv>,
     health: ActorRef<HealthMsg>,
+    /// The rollout coordinator and the storage watcher: a failure of either is reported in
+    /// health detail (releases stop; serving does not).
+    rollout_actors: Vec<(ActorId, &'static str)>,
     modules: BTreeMap<String, Vec<Entry>>,
     seq: u64,
     shutting_down: bool,
@@ -304,10 +351,57 @@ impl Actor for BaseActor {
             myself.get_cell(),
         )
         .await?;
-        let _ = args.health_ready.send(health.clone());
+        let RolloutSetup {
+            storage,
+            coordination,
+            pod,
+        } = args.rollout;
+        let (rollout, _) = Actor::spawn_linked(
+            None,
+            RolloutCoordinator,
+            Arc::new(CoordinatorArgs {
+                storage: storage.clone(),
+                coordination,
+                base: myself.clone(),
+                health: health.clone(),
+                figment: args.env.figment.clone(),
+                config: Arc::clone(&args.env.config),
+                pod,
+            }),
+            myself.get_cell(),
+        )
+        .await?;
+        let mut rollout_actors = vec![(rollout.get_id(), "the rollout coordinator")];
+        let watcher = match storage {
+            Some(storage) => {
+                let c = &args.env.config.storage;
+                let (watcher, _) = Actor::spawn_linked(
+                    None,
+                    StorageWatcher,
+                    WatcherArgs {
+                        storage,
+                        coordinator: rollout.clone(),
+                        health: health.clone(),
+                        poll_interval: c.poll_interval,
+                        backoff_max: c.backoff_max,
+                    },
+                    myself.get_cell(),
+                )
+                .await?;
+                rollout_actors.push((watcher.get_id(), "the storage watcher"));
+                Some(watcher)
+            }
+            None => None,
+        };
+        let _ = args.children.send(Children {
+            health: health.clone(),
+            rollout,
+            watcher,
+        });
         Ok(BaseState {
             env: args.env,
             health,
+            rollout_actors,
             modules: BTreeMap::new(),
             seq: 0,
             shutting_down: false,
@@ -322,26 +416,10 @@ impl Actor for BaseActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             BaseMsg::Install(request, reply) => {
-                if state.shutting_down {
-                    let _ = reply.send(Err(BaseError::ShuttingDown));
-                    return Ok(());
-                }
-                let ops = state.ops(&myself);
-                let env = Arc::clone(&state.env);
-                tokio::spawn(async move {
-                    let mut name = request.name.clone();
-                    let result = async {
-                        // Loading a wasm artifact compiles it: done here, off the actor.
-                        let module = resolve_install(&env, &request).await?;
-                        name = module.manifest().name;
-                        let strategy = env.strategy_for(&name, request.strategy)?;
-                        let _guard = env.lock_for(&name).lock_owned().await;
-                        ops.install(module, strategy).await
-                    }
-                    .await;
-                    metrics::record_operation(&name, "install", result.is_ok());
-                    let _ = reply.send(result);
-                });
+                state.spawn_install(&myself, InstallSource::Request(request), reply);
+            }
+            BaseMsg::InstallArtifact(artifact, reply) => {
+                state.spawn_install(&myself, InstallSource::Storage(artifact), reply);
             }
             BaseMsg::Uninstall(name, version, reply) => {
                 if state.shutting_down {
@@ -430,6 +508,21 @@ impl Actor for BaseActor {
                 tracing::error!(error = %err, "the health supervisor failed; liveness will fail");
                 return Ok(());
             }
+            if let Some((_, what)) = state
+                .rollout_actors
+                .iter()
+                .find(|(id, _)| *id == cell.get_id())
+            {
+                let problem = format!(
+                    "{what} stopped ({err}); releases from storage are not installed until the base restarts"
+                );
+                tracing::error!("{problem}");
+                let _ = state.health.cast(HealthMsg::Condition {
+                    name: "rollout",
+                    problem: Some(problem),
+                });
+                return Ok(());
+            }
             let key = state.entry_by_actor(cell.get_id()).map(|e| e.key());
             if let Some(key) = key {
                 state.failed(&myself, key, err.to_string());
@@ -448,18 +541,38 @@ fn health_name() -> String {
     )
 }
 
-/// The module an install request names: a native one from the catalog, or a wasm component
-/// read from its artifact and compiled.
+/// The module an install names: a native one from the catalog, or a wasm component read
+/// from its artifact (or downloaded from storage) and compiled.
 async fn resolve_install(
     env: &BaseEnv,
-    request: &InstallRequest,
+    source: InstallSource,
 ) -> Result<Arc<dyn Module>, BaseError> {
+    let request = match source {
+        InstallSource::Storage(artifact) => {
+            let overrides = ManifestOverrides {
+                name: Some(artifact.name),
+                version: Some(artifact.version),
+                prefix: None,
+            };
+            let engine = env.wasm_engine().await?;
+            let module = WasmModule::load(
+                engine,
+                &artifact.location,
+                artifact.bytes,
+                overrides,
+                &env.figment,
+            )
+            .await?;
+            return Ok(Arc::new(module));
+        }
+        InstallSource::Request(request) => request,
+    };
     if let Some(location) = &request.artifact {
         let path = location.strip_prefix("file://").unwrap_or(location);
         if path.contains("://") {
             return Err(WasmError::new(
                 location,
-                "only file:// locations are supported by installBiz for now",
+                "only file:// locations are supported by installBiz; release other locations through storage.url",
             )
             .into());
         }
@@ -504,6 +617,37 @@ fn info_of(e: &mut Entry, now: Instant, policy: &crate::config::SupervisorConfig
 }
 
 impl BaseState {
+    fn spawn_install(
+        &self,
+        myself: &ActorRef<BaseMsg>,
+        source: InstallSource,
+        reply: Reply<ModuleInfo>,
+    ) {
+        if self.shutting_down {
+            let _ = reply.send(Err(BaseError::ShuttingDown));
+            return;
+        }
+        let ops = self.ops(myself);
+        let env = Arc::clone(&self.env);
+        tokio::spawn(async move {
+            let (mut name, requested, abort) = match &source {
+                InstallSource::Request(r) => (r.name.clone(), r.strategy, CancellationToken::new()),
+                InstallSource::Storage(a) => (a.name.clone(), None, a.abort.clone()),
+            };
+            let result = async {
+                // Loading a wasm artifact compiles it: done here, off the actor.
+                let module = resolve_install(&env, source).await?;
+                name = module.manifest().name;
+                let strategy = env.strategy_for(&name, requested)?;
+                let _guard = env.lock_for(&name).lock_owned().await;
+                ops.install(module, strategy, &abort).await
+            }
+            .await;
+            metrics::record_operation(&name, "install", result.is_ok());
+            let _ = reply.send(result);
+        });
+    }
+
     fn ops(&self, myself: &ActorRef<BaseMsg>) -> Ops {
         Ops::new(myself.clone(), Arc::clone(&self.env), self.health.clone())
     }

@@ -47,6 +47,17 @@ pub struct TrafficView {
     pub switch_file_present: Option<bool>,
 }
 
+/// A dependency of the base's control loop (storage, the rollout lease store) that is not
+/// answering. Shown in health detail; it never changes liveness or readiness, since a
+/// dependency's outage must not take serving modules out of traffic.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConditionView {
+    /// `storage` or `rollout`.
+    pub name: &'static str,
+    /// What is wrong, and what it stops (installs), in a sentence.
+    pub problem: String,
+}
+
 /// What the probes answer, published after every change.
 #[derive(Clone, Debug, Serialize)]
 pub struct HealthReport {
@@ -64,6 +75,8 @@ pub struct HealthReport {
     pub draining: Vec<String>,
     /// Every live module version.
     pub modules: Vec<ModuleView>,
+    /// Dependencies that do not answer (empty when all do); they pause installs, not serving.
+    pub conditions: Vec<ConditionView>,
     /// When this report was computed; a stale report means the control loop stopped.
     #[serde(skip)]
     pub computed_at: Instant,
@@ -83,6 +96,7 @@ impl HealthReport {
             },
             draining: Vec::new(),
             modules: Vec::new(),
+            conditions: Vec::new(),
             computed_at: Instant::now(),
         }
     }
@@ -108,6 +122,11 @@ pub(crate) enum HealthMsg {
     BootDone,
     /// SIGTERM received: refuse traffic from now on.
     ShuttingDown,
+    /// A dependency stopped (`Some`) or resumed (`None`) answering.
+    Condition {
+        name: &'static str,
+        problem: Option<String>,
+    },
     /// Periodic: heartbeat and switch file.
     Tick,
 }
@@ -123,6 +142,7 @@ pub(crate) struct HealthState {
     boot_done: bool,
     shutting_down: bool,
     last_ready: Option<bool>,
+    conditions: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl Actor for HealthSupervisor {
@@ -147,6 +167,7 @@ impl Actor for HealthSupervisor {
             boot_done: false,
             shutting_down: false,
             last_ready: None,
+            conditions: Default::default(),
         })
     }
 
@@ -175,6 +196,14 @@ impl Actor for HealthSupervisor {
             }
             HealthMsg::BootDone => state.boot_done = true,
             HealthMsg::ShuttingDown => state.shutting_down = true,
+            HealthMsg::Condition { name, problem } => match problem {
+                Some(problem) => {
+                    state.conditions.insert(name, problem);
+                }
+                None => {
+                    state.conditions.remove(name);
+                }
+            },
             HealthMsg::Tick => {}
         }
         publish(state);
@@ -258,6 +287,14 @@ fn compute(state: &HealthState) -> HealthReport {
                 state: *s,
                 health: health.clone(),
                 required: cfg.required_modules.contains(name),
+            })
+            .collect(),
+        conditions: state
+            .conditions
+            .iter()
+            .map(|(name, problem)| ConditionView {
+                name,
+                problem: problem.clone(),
             })
             .collect(),
         computed_at: Instant::now(),

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use axum::Router;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort, rpc::CallResult};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     base::{BaseEnv, BaseMsg, ModuleKey, OpMsg},
@@ -86,10 +87,12 @@ impl Ops {
     }
 
     /// Installs `module` with `strategy`; on any failure the active version keeps serving.
+    /// Cancelling `abort` before the new version is activated stops it and keeps the old one.
     pub(crate) async fn install(
         &self,
         module: Arc<dyn Module>,
         strategy: Strategy,
+        abort: &CancellationToken,
     ) -> Result<ModuleInfo, BaseError> {
         let manifest = module.manifest();
         let key = ModuleKey::of(&manifest);
@@ -174,6 +177,9 @@ impl Ops {
         }
         self.ask(|r| OpMsg::Started(key.clone(), actor, router, health, r))
             .await?;
+        if abort.is_cancelled() {
+            return Err(self.aborted(&key).await);
+        }
 
         match strategy {
             Strategy::InstallOnly if active.is_some() => {}
@@ -183,7 +189,17 @@ impl Ops {
                     module: key.name.clone(),
                     open: true,
                 });
-                tokio::time::sleep(silence).await;
+                let silent = tokio::select! {
+                    _ = tokio::time::sleep(silence) => true,
+                    _ = abort.cancelled() => false,
+                };
+                if !silent {
+                    let _ = self.health.cast(HealthMsg::DrainWindow {
+                        module: key.name.clone(),
+                        open: false,
+                    });
+                    return Err(self.aborted(&key).await);
+                }
                 let activated = self.activate(&key, "activated by a drain upgrade").await;
                 let _ = self.health.cast(HealthMsg::DrainWindow {
                     module: key.name.clone(),
@@ -200,6 +216,17 @@ impl Ops {
             }
         }
         self.info(&key).await
+    }
+
+    /// The rollout lease was lost before `key` took traffic: it is stopped, the active
+    /// version keeps serving.
+    async fn aborted(&self, key: &ModuleKey) -> BaseError {
+        self.retire(key, "rollout lease lost before activation")
+            .await;
+        BaseError::Aborted {
+            module: key.to_string(),
+            reason: "the rollout lease was lost before the new version took traffic".to_owned(),
+        }
     }
 
     async fn activate(&self, key: &ModuleKey, why: &str) -> Result<Option<ModuleKey>, BaseError> {

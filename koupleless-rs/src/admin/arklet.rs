@@ -193,6 +193,7 @@ async fn health(State(handle): State<BaseHandle>) -> Json<Envelope> {
             "reasons": report.reasons,
             "traffic": report.traffic,
             "modules": report.modules,
+            "conditions": report.conditions,
         }
     }))
 }

@@ -21,6 +21,10 @@ pub(super) fn routes() -> Router<BaseHandle> {
         .route("/modules/{name}/switch", post(switch))
         .route("/routes", get(routes_table))
         .route("/traffic", get(traffic).put(set_traffic))
+        .route("/rollouts", get(rollouts))
+        .route("/rollouts/{name}", get(rollouts_of))
+        .route("/rollouts/{name}/{version}/retry", post(retry_rollout))
+        .route("/storage/rescan", post(rescan))
 }
 
 impl IntoResponse for BaseError {
@@ -167,4 +171,48 @@ async fn set_traffic(
         },
         Err(e) => bad_request(format!("{}; expected {{\"on\": true}}", e.body_text())),
     }
+}
+
+async fn rollouts(State(handle): State<BaseHandle>) -> Result<Response, BaseError> {
+    Ok(Json(handle.rollouts().await?).into_response())
+}
+
+async fn rollouts_of(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+) -> Result<Response, BaseError> {
+    let records: Vec<_> = handle
+        .rollouts()
+        .await?
+        .into_iter()
+        .filter(|r| r.module == name)
+        .collect();
+    Ok(Json(records).into_response())
+}
+
+async fn retry_rollout(
+    State(handle): State<BaseHandle>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, BaseError> {
+    let Ok(version) = Version::parse(&version) else {
+        return Ok(bad_request(format!(
+            "`{version}` is not a semver version; write POST /rollouts/{name}/1.2.3/retry"
+        )));
+    };
+    let retried = handle.retry_rollout(&name, version.clone()).await?;
+    if !retried {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": "NOT_HALTED",
+                "message": format!("the rollout of `{name}@{version}` is not halted; GET /rollouts lists the failed ones"),
+            })),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({ "module": name, "version": version, "retried": true })).into_response())
+}
+
+async fn rescan(State(handle): State<BaseHandle>) -> Result<Response, BaseError> {
+    Ok(Json(handle.rescan().await?).into_response())
 }

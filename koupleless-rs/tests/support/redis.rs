@@ -20,6 +20,16 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Self::start_on(port)
+    }
+
+    /// Starts it again on the same port after [`stop`](Self::stop), empty.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        *self = Self::start_on(self.port);
+    }
+
+    fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])

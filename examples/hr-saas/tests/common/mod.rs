@@ -5,6 +5,8 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
+    path::{Path, PathBuf},
+    sync::OnceLock,
     time::Duration,
 };
 
@@ -91,4 +93,39 @@ fn unchunk(mut rest: &str) -> String {
         rest = after[size..].strip_prefix("\r\n").unwrap_or(&after[size..]);
     }
     data
+}
+
+/// The component, built once per test run.
+///
+/// It gets a target directory of its own (per checkout): the build then neither waits for
+/// the lock the running test build holds nor overwrites another checkout's component.
+pub(crate) fn attendance_component() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            root.hash(&mut h);
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"))
+                .join(format!("wasm-modules-{:016x}", h.finish()));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let output = std::process::Command::new(cargo)
+                .args(["build", "-p", "example-attendance-wasm"])
+                .args(["--target", "wasm32-wasip2", "--profile", "wasm-module"])
+                .arg("--manifest-path")
+                .arg(root.join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .output()
+                .expect("cargo runs");
+            assert!(
+                output.status.success(),
+                "building examples/attendance-wasm for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            target.join("wasm32-wasip2/wasm-module/example_attendance_wasm.wasm")
+        })
+        .clone()
 }
