@@ -284,8 +284,7 @@ async fn storage_problems_are_configuration_errors_naming_the_key() {
         .figment(figment(cfg))
         .start()
         .await
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(
         err.contains("storage.url") && err.contains("ftp://"),
@@ -296,8 +295,7 @@ async fn storage_problems_are_configuration_errors_naming_the_key() {
         .figment(figment(cfg))
         .start()
         .await
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("storage.poll_interval"), "{err}");
 }

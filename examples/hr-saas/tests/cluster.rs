@@ -116,10 +116,13 @@ impl Pod {
     }
 }
 
+/// What one stream saw: requests sent, and the answers that were not 2xx.
+type Seen = (usize, Vec<String>);
+
 /// A client per pod sending `path` back to back (bounded: 20,000 requests each).
 struct Streams {
     stop: Arc<AtomicBool>,
-    workers: Vec<(String, JoinHandle<(usize, Vec<String>)>)>,
+    workers: Vec<(String, JoinHandle<Seen>)>,
 }
 
 impl Streams {

@@ -163,7 +163,7 @@ fn parse_key(parts: &[String]) -> Parsed {
 }
 
 fn named(name: &str, version: Version) -> Parsed {
-    match crate::manifest::Manifest::parse(name, &version.to_string(), &format!("/{name}")) {
+    match crate::manifest::Manifest::parse(name, &version.to_string(), format!("/{name}")) {
         Ok(_) => Parsed::Artifact {
             name: name.to_owned(),
             version,
