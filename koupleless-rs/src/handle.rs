@@ -7,14 +7,16 @@ use tokio::sync::watch;
 
 use crate::{
     actors::{
-        base::{BaseMsg, Children},
+        base::{ArtifactInstall, BaseMsg, Children},
         health_supervisor::{HealthMsg, HealthReport, heartbeat_fresh},
     },
+    config::Strategy,
     error::BaseError,
     info::{InstallRequest, ModuleInfo, RouteInfo},
     manifest::Version,
     rollout::{RolloutRecord, coordinator::RolloutMsg},
     storage::watcher::{ScanReport, WatcherMsg},
+    wasm::ManifestOverrides,
 };
 
 /// Redis or storage did not answer.
@@ -64,6 +66,25 @@ impl BaseHandle {
     /// (or deactivated, for `installOnly`).
     pub async fn install(&self, request: InstallRequest) -> Result<ModuleInfo, BaseError> {
         self.ask(|r| BaseMsg::Install(request, r)).await?
+    }
+
+    /// Installs (or upgrades to) the wasm component in `bytes`. `name`, `version` and
+    /// `prefix` replace what it embeds; `label` names it in messages.
+    pub async fn install_component(
+        &self,
+        label: &str,
+        bytes: Vec<u8>,
+        overrides: ManifestOverrides,
+        strategy: Option<Strategy>,
+    ) -> Result<ModuleInfo, BaseError> {
+        let artifact = ArtifactInstall {
+            location: label.to_owned(),
+            bytes,
+            overrides,
+            strategy,
+            abort: tokio_util::sync::CancellationToken::new(),
+        };
+        self.ask(|r| BaseMsg::InstallArtifact(artifact, r)).await?
     }
 
     /// Deactivates, drains and stops a version (the active one when `version` is `None`).

@@ -86,7 +86,7 @@ mod routing;
 #[cfg(not(target_family = "wasm"))]
 mod state;
 #[cfg(not(target_family = "wasm"))]
-mod storage;
+pub mod storage;
 #[cfg(not(target_family = "wasm"))]
 mod tasks;
 #[cfg(not(target_family = "wasm"))]

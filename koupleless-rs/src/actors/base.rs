@@ -165,14 +165,17 @@ impl BaseEnv {
 
 pub(crate) type Reply<T> = RpcReplyPort<Result<T, BaseError>>;
 
-/// A release downloaded from storage, installed on the rollout coordinator's behalf.
+/// A component's bytes to install: a release downloaded from storage (on the rollout
+/// coordinator's behalf) or an upload to the admin API.
 pub(crate) struct ArtifactInstall {
     /// Where it came from, for messages.
     pub(crate) location: String,
     pub(crate) bytes: Vec<u8>,
-    /// Name and version from the storage layout; they replace what the component embeds.
-    pub(crate) name: String,
-    pub(crate) version: Version,
+    /// Name, version and prefix given with it (the storage layout, or the request); they
+    /// replace what the component embeds.
+    pub(crate) overrides: ManifestOverrides,
+    /// The request's strategy, else the module's configured one.
+    pub(crate) strategy: Option<Strategy>,
     /// Cancelled when the rollout lease is lost: the install stops before the new version
     /// takes traffic.
     pub(crate) abort: CancellationToken,
@@ -549,17 +552,12 @@ async fn resolve_install(
 ) -> Result<Arc<dyn Module>, BaseError> {
     let request = match source {
         InstallSource::Storage(artifact) => {
-            let overrides = ManifestOverrides {
-                name: Some(artifact.name),
-                version: Some(artifact.version),
-                prefix: None,
-            };
             let engine = env.wasm_engine().await?;
             let module = WasmModule::load(
                 engine,
                 &artifact.location,
                 artifact.bytes,
-                overrides,
+                artifact.overrides,
                 &env.figment,
             )
             .await?;
@@ -632,7 +630,11 @@ impl BaseState {
         tokio::spawn(async move {
             let (mut name, requested, abort) = match &source {
                 InstallSource::Request(r) => (r.name.clone(), r.strategy, CancellationToken::new()),
-                InstallSource::Storage(a) => (a.name.clone(), None, a.abort.clone()),
+                InstallSource::Storage(a) => (
+                    a.overrides.name.clone().unwrap_or_default(),
+                    a.strategy,
+                    a.abort.clone(),
+                ),
             };
             let result = async {
                 // Loading a wasm artifact compiles it: done here, off the actor.

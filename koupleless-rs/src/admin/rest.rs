@@ -25,6 +25,63 @@ pub(super) fn routes() -> Router<BaseHandle> {
         .route("/rollouts/{name}", get(rollouts_of))
         .route("/rollouts/{name}/{version}/retry", post(retry_rollout))
         .route("/storage/rescan", post(rescan))
+        .route(
+            "/artifacts",
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(MAX_ARTIFACT_BYTES)),
+        )
+}
+
+/// Largest component `POST /artifacts` accepts (components from other languages' toolchains
+/// are 13–18 MB).
+const MAX_ARTIFACT_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: Option<String>,
+    version: Option<Version>,
+    prefix: Option<String>,
+    strategy: Option<Strategy>,
+}
+
+/// `POST /artifacts` with the component as the body (`application/wasm`): installs it as
+/// `installBiz` does a file, for tools that run on another machine than the base.
+async fn upload(
+    State(handle): State<BaseHandle>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Result<Response, BaseError> {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return Ok(bad_request(format!(
+                "{}; write ?name=payroll&version=1.2.3&prefix=/payroll&strategy=swap (all optional)",
+                e.body_text()
+            )));
+        }
+    };
+    if body.is_empty() {
+        return Ok(bad_request(
+            "the body is empty; send the component's bytes (Content-Type: application/wasm)"
+                .to_owned(),
+        ));
+    }
+    let label = format!(
+        "uploaded component ({} bytes{})",
+        body.len(),
+        q.name
+            .as_deref()
+            .map(|n| format!(", {n}"))
+            .unwrap_or_default()
+    );
+    let overrides = crate::wasm::ManifestOverrides {
+        name: q.name.filter(|n| !n.is_empty()),
+        version: q.version,
+        prefix: q.prefix,
+    };
+    let info = handle
+        .install_component(&label, body.to_vec(), overrides, q.strategy)
+        .await?;
+    Ok(Json(info).into_response())
 }
 
 impl IntoResponse for BaseError {

@@ -36,6 +36,7 @@ use crate::{
     metrics,
     state::ModuleState,
     storage::{Artifact, Listing, Storage},
+    wasm::ManifestOverrides,
 };
 
 pub(crate) struct RolloutCoordinator;
@@ -506,8 +507,12 @@ async fn install(
             let request = ArtifactInstall {
                 location: storage.describe(&artifact.location),
                 bytes,
-                name: module.to_owned(),
-                version: version.clone(),
+                overrides: ManifestOverrides {
+                    name: Some(module.to_owned()),
+                    version: Some(version.clone()),
+                    prefix: None,
+                },
+                strategy: None,
                 abort: lost.clone(),
             };
             match args

@@ -21,10 +21,47 @@ pub(crate) struct Storage {
     url: String,
 }
 
-/// A listing or download that did not work; the message names the object and the cause.
+/// A storage operation that did not work; the message names the location and the cause.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct StorageError(pub(crate) String);
+pub struct StorageError(pub(crate) String);
+
+/// Releases `bytes` as `name@version` at `config.url`, in the layout bases watch:
+/// `<prefix>/<name>/<version>/module.wasm`, then its `module.wasm.sha256` (the artifact first,
+/// so a base never sees a digest without its artifact). Each object is written whole or not
+/// at all. Returns where the artifact is.
+pub async fn publish(
+    config: &StorageConfig,
+    name: &str,
+    version: &crate::Version,
+    bytes: Vec<u8>,
+) -> Result<String, StorageError> {
+    let storage = Storage::open(config).map_err(|e| StorageError(e.to_string()))?;
+    let key = Path::from_iter(storage.prefix.parts().chain([
+        name.into(),
+        version.to_string().as_str().into(),
+        layout::MODULE_FILE.into(),
+    ]));
+    let digest = Path::from(format!("{key}{}", layout::DIGEST_SUFFIX));
+    let where_ = storage.describe(&key);
+    let text = format!("{}  {}\n", sha256_hex(&bytes), layout::MODULE_FILE);
+    storage
+        .store
+        .put(&key, bytes.into())
+        .await
+        .map_err(|e| StorageError(format!("uploading {where_} failed: {e}")))?;
+    storage
+        .store
+        .put(&digest, text.into_bytes().into())
+        .await
+        .map_err(|e| {
+            StorageError(format!(
+                "uploading {} failed: {e}; {where_} is complete, and bases install it once two listings see it unchanged",
+                storage.describe(&digest)
+            ))
+        })?;
+    Ok(where_)
+}
 
 impl Storage {
     /// Opens `storage.url`; an unknown scheme, a missing feature or a bad option is a

@@ -1,0 +1,220 @@
+//! `koupleless build`, and the component `deploy` sends or releases.
+
+use std::{
+    io::BufRead,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, bail, ensure};
+use koupleless::{Manifest, StorageConfig, Strategy, Version};
+
+use crate::output::Out;
+
+/// The profile modules are built with: speed first (the wasm/native ratio is measured with
+/// it), then size. Set on the command line, so a module crate needs no profile of its own.
+const PROFILE: &str = "wasm-module";
+const PROFILE_SETTINGS: &[&str] = &[
+    "profile.wasm-module.inherits=\"release\"",
+    "profile.wasm-module.opt-level=3",
+    "profile.wasm-module.lto=true",
+    "profile.wasm-module.codegen-units=1",
+    "profile.wasm-module.strip=true",
+    "profile.wasm-module.debug=false",
+];
+
+/// A built component and what it embeds.
+pub(crate) struct Component {
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) manifest: Option<Manifest>,
+}
+
+/// What `deploy` was told, over what the component embeds.
+pub(crate) struct Deploy {
+    pub(crate) name: Option<String>,
+    pub(crate) version: Option<Version>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) strategy: Option<Strategy>,
+}
+
+/// `koupleless build PATH`.
+pub(crate) fn build(path: &Path, out: &Out) -> anyhow::Result<Component> {
+    let manifest_path = path.join("Cargo.toml");
+    ensure!(
+        manifest_path.is_file(),
+        "{} has no Cargo.toml; pass the directory of a module crate (koupleless build ./payroll)",
+        path.display()
+    );
+    out.step(&format!(
+        "building {} for wasm32-wasip2 (profile {PROFILE})",
+        path.display()
+    ));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--target", "wasm32-wasip2", "--profile", PROFILE])
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest_path);
+    for setting in PROFILE_SETTINGS {
+        command.args(["--config", setting]);
+    }
+    if out.quiet() {
+        command.arg("--quiet");
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("running cargo (is it on PATH?)")?;
+    let mut wasm = None;
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let kinds = message["target"]["kind"].to_string();
+        if !kinds.contains("cdylib") {
+            continue;
+        }
+        if let Some(file) = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+        {
+            wasm = Some(PathBuf::from(file));
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "cargo build failed for {} (see its messages above); if it says the target is missing, run `rustup target add wasm32-wasip2`",
+            path.display()
+        );
+    }
+    let Some(wasm) = wasm else {
+        bail!(
+            "{} built no wasm component; its Cargo.toml needs `[lib] crate-type = [\"cdylib\"]`",
+            path.display()
+        );
+    };
+    let component = read(&wasm)?;
+    let Some(manifest) = &component.manifest else {
+        bail!(
+            "{} embeds no koupleless manifest; put #[koupleless::module(name = \"…\", prefix = \"/…\")] on the module's `impl Module`",
+            wasm.display()
+        );
+    };
+    manifest
+        .validate()
+        .with_context(|| format!("{} embeds an invalid manifest", wasm.display()))?;
+    out.say(&format!(
+        "built {} ({}, prefix {}): {} KB at {}",
+        manifest.key(),
+        manifest.name,
+        manifest.prefix,
+        component.bytes.len() / 1024,
+        wasm.display()
+    ));
+    Ok(component)
+}
+
+/// A directory is built; a file is read as a component.
+pub(crate) fn component(path: &Path, out: &Out) -> anyhow::Result<Component> {
+    if path.is_dir() {
+        build(path, out)
+    } else {
+        read(path)
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Component> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let label = path.display().to_string();
+    let manifest = koupleless::wasm::embedded_manifest(&bytes, &label)?;
+    Ok(Component {
+        path: path.to_owned(),
+        bytes,
+        manifest,
+    })
+}
+
+/// Name and version a release is filed under: given, else embedded.
+fn release_key(component: &Component, deploy: &Deploy) -> anyhow::Result<(String, Version)> {
+    let embedded = component.manifest.as_ref();
+    let name = deploy
+        .name
+        .clone()
+        .or_else(|| embedded.map(|m| m.name.clone()));
+    let version = deploy
+        .version
+        .clone()
+        .or_else(|| embedded.map(|m| m.version.clone()));
+    match (name, version) {
+        (Some(name), Some(version)) => Ok((name, version)),
+        _ => bail!(
+            "{} embeds no manifest; give --name and --version",
+            component.path.display()
+        ),
+    }
+}
+
+/// `deploy --store URL`: uploads the artifact, then its digest.
+pub(crate) async fn release(
+    component: &Component,
+    deploy: &Deploy,
+    url: &str,
+    options: &[String],
+    out: &Out,
+) -> anyhow::Result<()> {
+    if deploy.prefix.is_some() || deploy.strategy.is_some() {
+        bail!(
+            "--prefix and --strategy apply to an install into a base; a release from storage uses the prefix the component embeds and the strategy in the bases' configuration"
+        );
+    }
+    let (name, version) = release_key(component, deploy)?;
+    let mut config = StorageConfig {
+        url: url.to_owned(),
+        ..StorageConfig::default()
+    };
+    for option in options {
+        let Some((key, value)) = option.split_once('=') else {
+            bail!("--store-option `{option}` is not KEY=VALUE");
+        };
+        config.options.insert(key.to_owned(), value.to_owned());
+    }
+    let size = component.bytes.len() as u64;
+    let bar = indicatif::ProgressBar::new(size);
+    if out.quiet() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("uploading {name}@{version} to {url}"));
+    let published =
+        koupleless::storage::publish(&config, &name, &version, component.bytes.clone()).await;
+    match published {
+        Ok(location) => {
+            bar.set_position(size);
+            bar.finish_and_clear();
+            out.say(&format!(
+                "released {name}@{version} ({} KB) at {location}, with its .sha256; bases watching {url} install it at their next listing",
+                size / 1024
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            bar.abandon();
+            bail!("release to {url} failed: {e}")
+        }
+    }
+}

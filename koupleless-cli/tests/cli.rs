@@ -1,0 +1,301 @@
+//! The `koupleless` binary against a real base: `build` compiles the repo's
+//! `guests/hello-module` crate to a component, `deploy` installs it through the admin API or
+//! releases it to a storage location a base watches, `status`/`routes` read it back, and
+//! errors say what was tried.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use koupleless::{
+    Base, RunningBase,
+    figment::providers::{Format, Toml},
+    testing::test_figment,
+};
+
+fn koupleless(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_koupleless"));
+    command
+        .args(args)
+        .env_remove("KOUPLELESS_CONFIG")
+        .env_remove("KOUPLELESS_ADMIN__TOKEN")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("the koupleless binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `koupleless build guests/hello-module`, once per test run, in a target directory of its
+/// own (the running test build holds the lock of the usual one).
+fn built_module() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"))
+                .join("cli-guests");
+            let guest = root.join("guests/hello-module");
+            let out = koupleless(
+                &["build", guest.to_str().unwrap()],
+                &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+            );
+            let stdout = text(&out.stdout);
+            assert!(
+                out.status.success(),
+                "koupleless build failed:\n{stdout}\n{}",
+                text(&out.stderr)
+            );
+            assert!(
+                stdout.contains("built hello@1.0.0 (hello, prefix /hello)"),
+                "{stdout}"
+            );
+            let path = stdout
+                .split(" at ")
+                .nth(1)
+                .map(|p| PathBuf::from(p.trim()))
+                .expect("the path in the summary");
+            assert!(path.is_file(), "{}", path.display());
+            path
+        })
+        .clone()
+}
+
+async fn base(extra: &str) -> RunningBase {
+    Base::builder()
+        .figment(test_figment().merge(Toml::string(extra)))
+        .start()
+        .await
+        .expect("the base starts")
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("the base answers");
+    let code = response.status().as_u16();
+    (code, response.text().await.unwrap_or_default())
+}
+
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        koupleless(&args, &[])
+    })
+    .await
+    .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_deploy_status_routes_and_uninstall_against_a_base() {
+    let component = tokio::task::spawn_blocking(built_module).await.unwrap();
+    let base = base("").await;
+    let admin = format!("http://{}", base.admin_addr().unwrap());
+
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--base",
+        &admin,
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("hello@1.0.0 is activated"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (code, body) = get(&format!("http://{}/hello/who", base.app_addr())).await;
+    assert_eq!((code, body.as_str()), (200, "hello@1.0.0"));
+
+    // A second version, named on the command line.
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--base",
+        &admin,
+        "--version",
+        "1.1.0",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, body) = get(&format!("http://{}/hello/who", base.app_addr())).await;
+    assert_eq!(body, "hello@1.1.0");
+
+    let out = run(strings(&["status", "--base", &admin, "--json"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let modules = status["bases"][0]["modules"].as_array().unwrap();
+    let states: Vec<String> = modules
+        .iter()
+        .map(|m| format!("{}@{} {}", m["name"], m["version"], m["state"]).replace('"', ""))
+        .collect();
+    assert!(
+        states.contains(&"hello@1.1.0 activated".to_owned()),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&"hello@1.0.0 stopped".to_owned()),
+        "{states:?}"
+    );
+
+    let out = run(strings(&["status", "--base", &admin])).await;
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("hello") && table.contains("activated"),
+        "{table}"
+    );
+
+    let out = run(strings(&["routes", "--base", &admin])).await;
+    assert!(
+        text(&out.stdout).contains("/hello"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = run(strings(&["uninstall", "hello", "--base", &admin])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("hello@1.1.0 is stopped"));
+    let (code, _) = get(&format!("http://{}/hello/who", base.app_addr())).await;
+    assert_eq!(code, 404);
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_to_storage_is_installed_by_the_base_watching_it() {
+    let component = tokio::task::spawn_blocking(built_module).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--store",
+        store.path().to_str().unwrap(),
+        "--version",
+        "2.0.0",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("released hello@2.0.0"));
+    let artifact = store.path().join("hello/2.0.0/module.wasm");
+    let digest = std::fs::read_to_string(store.path().join("hello/2.0.0/module.wasm.sha256"))
+        .expect("the digest file");
+    assert_eq!(
+        std::fs::read(&artifact).unwrap(),
+        std::fs::read(&component).unwrap()
+    );
+    assert_eq!(digest.split_whitespace().next().map(str::len), Some(64));
+
+    let base = base(&format!(
+        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n",
+        store.path().display()
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = get(&format!("http://{}/hello/who", base.app_addr())).await;
+        if body == "hello@2.0.0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served 2.0.0: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    base.shutdown().await.unwrap();
+}
+
+#[test]
+fn failures_say_what_was_tried_and_what_to_do() {
+    let component = built_module();
+    let out = koupleless(
+        &[
+            "deploy",
+            component.to_str().unwrap(),
+            "--base",
+            "http://127.0.0.1:1",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot reach the admin API at http://127.0.0.1:1") && err.contains("--base"),
+        "{err}"
+    );
+
+    // An S3 endpoint that does not answer: the error names the store; nothing is left.
+    let out = koupleless(
+        &[
+            "deploy",
+            component.to_str().unwrap(),
+            "--store",
+            "s3://releases/modules",
+            "--store-option",
+            "aws_endpoint=http://127.0.0.1:1",
+            "--store-option",
+            "allow_http=true",
+            "--store-option",
+            "aws_region=us-east-1",
+            "--store-option",
+            "aws_access_key_id=k",
+            "--store-option",
+            "aws_secret_access_key=s",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("release to s3://releases/modules failed"),
+        "{err}"
+    );
+
+    let out = koupleless(
+        &["doctor"],
+        &[("KOUPLELESS_SUPERVISOR__MAX_RESTARTS", "many")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("supervisor.max_restarts")
+            && err.contains("KOUPLELESS_SUPERVISOR__MAX_RESTARTS"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("base.toml");
+    std::fs::write(&file, "[upgrade]\ndrain_timeout = 5\n").unwrap();
+    let out = koupleless(&["doctor", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("upgrade.drain_timeout") && err.contains("base.toml"),
+        "{err}"
+    );
+
+    std::fs::write(&file, "[storage]\npoll_interval = \"3s\"\n").unwrap();
+    let out = koupleless(&["doctor", "--config", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.contains("storage.poll_interval"))
+        .expect("the key is listed");
+    assert!(line.contains("3s") && line.contains("base.toml"), "{line}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("admin.listen"))
+        .expect("the key is listed");
+    assert!(line.contains("default"), "{line}");
+
+    let out = koupleless(&["deploy", "--strategy", "sideways"], &[]);
+    assert_eq!(out.status.code(), Some(2), "bad usage");
+}
