@@ -89,6 +89,17 @@ impl<'a> Admin<'a> {
         Ok(body)
     }
 
+    /// `name@version is <state> on <base>`, from a module record.
+    fn report(&self, info: &Value, name: &str) {
+        self.out.say(&format!(
+            "{}@{} is {} on {}",
+            info["name"].as_str().unwrap_or(name),
+            info["version"].as_str().unwrap_or("?"),
+            info["state"].as_str().unwrap_or("?"),
+            self.url
+        ));
+    }
+
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.get(format!("{}{path}", self.url))
     }
@@ -158,13 +169,7 @@ impl<'a> Admin<'a> {
                 &format!("install {name}"),
             )
             .await?;
-        self.out.say(&format!(
-            "{}@{} is {} on {}",
-            info["name"].as_str().unwrap_or(name),
-            info["version"].as_str().unwrap_or("?"),
-            info["state"].as_str().unwrap_or("?"),
-            self.url
-        ));
+        self.report(&info, name);
         Ok(())
     }
 
@@ -178,13 +183,7 @@ impl<'a> Admin<'a> {
             request = request.query(&[("version", v.to_string())]);
         }
         let info = self.send(request, &format!("uninstall {name}")).await?;
-        self.out.say(&format!(
-            "{}@{} is {} on {}",
-            info["name"].as_str().unwrap_or(name),
-            info["version"].as_str().unwrap_or("?"),
-            info["state"].as_str().unwrap_or("?"),
-            self.url
-        ));
+        self.report(&info, name);
         Ok(())
     }
 
@@ -196,13 +195,7 @@ impl<'a> Admin<'a> {
                 &format!("switch {name} to {version}"),
             )
             .await?;
-        self.out.say(&format!(
-            "{}@{} is {} on {}",
-            name,
-            version,
-            info["state"].as_str().unwrap_or("?"),
-            self.url
-        ));
+        self.report(&info, name);
         Ok(())
     }
 

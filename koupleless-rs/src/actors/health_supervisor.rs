@@ -268,7 +268,11 @@ fn compute(state: &HealthState) -> HealthReport {
             .iter()
             .all(|r| state.ever_activated.contains(r));
     HealthReport {
-        live: state.base.get_status() == ActorStatus::Running,
+        // The Base is alive while it is still starting its children, too.
+        live: matches!(
+            state.base.get_status(),
+            ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
+        ),
         ready: reasons.is_empty(),
         started,
         reasons,

@@ -170,13 +170,7 @@ impl Coordination for LocalCoordination {
             return Ok(false);
         }
         record.status = RolloutStatus::InProgress;
-        record.events.push(RolloutEvent {
-            at_ms: super::now_ms(),
-            pod: by.to_owned(),
-            event: super::EventKind::Retried,
-            fence: None,
-            detail: None,
-        });
+        record.events.push(RolloutEvent::retried(by));
         Ok(true)
     }
 }

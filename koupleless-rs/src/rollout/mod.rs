@@ -200,6 +200,19 @@ pub(crate) trait Coordination: Send + Sync + 'static {
     ) -> Result<bool, CoordinationError>;
 }
 
+impl RolloutEvent {
+    /// An operator (through the base `by`) cleared a release's failure.
+    pub(crate) fn retried(by: &str) -> Self {
+        Self {
+            at_ms: now_ms(),
+            pod: by.to_owned(),
+            event: EventKind::Retried,
+            fence: None,
+            detail: None,
+        }
+    }
+}
+
 impl RolloutRecord {
     pub(crate) fn new(module: &str, version: &Version) -> Self {
         Self {

@@ -20,8 +20,8 @@ use deadpool_redis::{
 };
 
 use super::{
-    Coordination, CoordinationError, EVENTS_KEPT, EventKind, Lease, PodFailure, PodRecord,
-    RolloutEvent, RolloutRecord, RolloutStatus,
+    Coordination, CoordinationError, EVENTS_KEPT, Lease, PodFailure, PodRecord, RolloutEvent,
+    RolloutRecord, RolloutStatus,
 };
 use crate::manifest::Version;
 
@@ -332,14 +332,8 @@ impl Coordination for RedisCoordination {
         if removed == 0 {
             return Ok(false);
         }
-        let event = RolloutEvent {
-            at_ms: super::now_ms(),
-            pod: by.to_owned(),
-            event: EventKind::Retried,
-            fence: None,
-            detail: None,
-        };
-        self.record(module, version, event, None, None).await?;
+        self.record(module, version, RolloutEvent::retried(by), None, None)
+            .await?;
         Ok(true)
     }
 }
