@@ -4,24 +4,12 @@
 
 mod support;
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use support::{guests::hello_module, redis::RedisServer, *};
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-fn release(dir: &Path, version: &str, bytes: &[u8]) {
-    let dir = dir.join("hello").join(version);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("module.wasm"), bytes).unwrap();
-    let digest: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(dir.join("module.wasm.sha256"), digest).unwrap();
-}
 
 fn events(record: &Value) -> Vec<String> {
     record["events"]
@@ -47,7 +35,7 @@ async fn a_lost_lease_aborts_the_install_and_the_old_version_keeps_serving() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(hello_module()).unwrap();
-    release(dir.path(), "1.0.0", &bytes);
+    release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
     // The drain silence keeps the install in its turn for 3 s, so the lease can be taken
     // away from it before the new version is activated.
     let config = format!(
@@ -81,7 +69,7 @@ max_instances = 16
     })
     .await;
 
-    release(dir.path(), "2.0.0", &bytes);
+    release(dir.path(), "hello/2.0.0/module.wasm", &bytes, true);
     eventually(WITHIN, "the lease taken for 2.0.0", || async {
         record(&http, &base, "2.0.0")
             .await

@@ -7,7 +7,6 @@ mod support;
 use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use support::{guests::hello_module, *};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -18,28 +17,6 @@ fn config(dir: &Path, storage: &str, extra: &str) -> String {
         "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n{storage}\n[wasm]\ninstances_per_module = 1\nmax_instances = 16\n{extra}",
         dir.display()
     )
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Writes `bytes` at `key` under `dir`, with a `sha256sum`-style digest file when asked.
-fn release(dir: &Path, key: &str, bytes: &[u8], digest: bool) {
-    let path = dir.join(key);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, bytes).unwrap();
-    if digest {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        std::fs::write(
-            dir.join(format!("{key}.sha256")),
-            format!("{}  {name}\n", sha256(bytes)),
-        )
-        .unwrap();
-    }
 }
 
 fn component() -> Vec<u8> {

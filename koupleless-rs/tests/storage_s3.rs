@@ -9,7 +9,6 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use object_store::{ObjectStoreExt, PutPayload, aws::AmazonS3Builder, path::Path as Key};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use support::{guests::hello_module, *};
 use tokio::{net::TcpListener, task::JoinSet};
 
@@ -115,10 +114,7 @@ async fn releases_in_a_bucket_are_installed_and_an_outage_only_pauses_them() {
     let s3 = S3Server::start().await;
     let bucket = s3.client();
     let bytes = std::fs::read(hello_module()).unwrap();
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = sha256(&bytes);
     bucket
         .put(
             &Key::from("modules/hello/1.0.0/module.wasm"),

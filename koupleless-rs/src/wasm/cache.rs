@@ -7,7 +7,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use sha2::{Digest, Sha256};
 use wasmtime::{Engine, component::Component};
 
 /// A directory of `.cwasm` files this base wrote.
@@ -43,10 +42,9 @@ impl ComponentCache {
 
     /// The cache key of `bytes` for `engine`.
     pub(crate) fn key(engine: &Engine, bytes: &[u8]) -> String {
-        let digest = Sha256::digest(bytes);
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::storage::sha256_hex(bytes);
         format!("{hex}-{:016x}", hasher.finish())
     }
 

@@ -408,3 +408,28 @@ pub async fn biz(http: &Http, base: &RunningBase, name: &str, version: &str) -> 
         .find(|b| b["bizName"] == name && b["bizVersion"] == version)
         .cloned()
 }
+
+/// The lowercase hex sha256 of `bytes`, as `sha256sum` prints it.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes `bytes` at `key` under a storage directory, then (when asked) its
+/// `sha256sum`-style digest file, as a release pipeline would.
+pub fn release(dir: &std::path::Path, key: &str, bytes: &[u8], digest: bool) {
+    let path = dir.join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    if digest {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::write(
+            dir.join(format!("{key}.sha256")),
+            format!("{}  {name}\n", sha256(bytes)),
+        )
+        .unwrap();
+    }
+}
