@@ -264,9 +264,140 @@ async fn run(command: Command, out: &Out) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use clap::Parser;
+
+    use super::Cli;
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
-        super::Cli::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    /// The Markdown files that show `koupleless` commands: the book, the READMEs, the
+    /// starters' READMEs.
+    fn documents() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![root.join("README.md")];
+        for dir in [
+            "book/src",
+            "starter-template",
+            "starter-template/base",
+            "starter-template/module",
+        ] {
+            let entries = std::fs::read_dir(root.join(dir)).expect("a documentation directory");
+            files.extend(
+                entries
+                    .map(|e| e.expect("directory entry").path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "md")),
+            );
+        }
+        files
+    }
+
+    /// Every `koupleless …` command in the `sh` blocks and inline code of `file`, with its
+    /// line, continuation lines joined.
+    fn commands(text: &str) -> Vec<(usize, String)> {
+        let mut found = Vec::new();
+        let mut in_sh = false;
+        let mut in_other = false;
+        let mut pending: Option<(usize, String)> = None;
+        for (i, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if let Some(info) = trimmed.strip_prefix("```") {
+                match (in_sh, in_other) {
+                    (false, false) if info.trim() == "sh" || info.trim() == "bash" => in_sh = true,
+                    (false, false) => in_other = true,
+                    _ => (in_sh, in_other) = (false, false),
+                }
+                continue;
+            }
+            if in_other {
+                continue;
+            }
+            if in_sh {
+                let (start, mut joined) = pending.take().unwrap_or((i + 1, String::new()));
+                joined.push_str(line.trim_end_matches('\\'));
+                if line.ends_with('\\') {
+                    joined.push(' ');
+                    pending = Some((start, joined));
+                } else {
+                    found.extend(segments(&joined).map(|c| (start, c)));
+                }
+                continue;
+            }
+            // Inline code spans in prose.
+            for span in line.split('`').skip(1).step_by(2) {
+                found.extend(segments(span).map(|c| (i + 1, c)));
+            }
+        }
+        found
+    }
+
+    /// The `koupleless` invocations of one shell line: split at `&&`, `;`, `|` and `&`,
+    /// without a comment, leading `NAME=value` assignments or subshell parentheses.
+    fn segments(line: &str) -> impl Iterator<Item = String> + '_ {
+        let line = line.split(" #").next().unwrap_or(line);
+        line.split(['&', ';', '|']).filter_map(|part| {
+            let part = part
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .trim();
+            let mut words = part
+                .split_whitespace()
+                .skip_while(|w| w.contains('=') && !w.starts_with('-'));
+            let first = words.next()?;
+            let args = words.collect::<Vec<_>>().join(" ");
+            // `koupleless = { … }` is a dependency line, not a command.
+            (first == "koupleless" && !args.starts_with('=')).then_some(args)
+        })
+    }
+
+    #[test]
+    fn every_command_the_documentation_shows_parses() {
+        let mut checked = 0;
+        let mut problems = Vec::new();
+        for file in documents() {
+            let text = std::fs::read_to_string(&file).expect("a document");
+            for (line, args) in commands(&text) {
+                // A synopsis (`koupleless deploy [PATH|FILE] …`) or a placeholder is not a command.
+                if args.contains(['[', '<', '…']) || args.is_empty() {
+                    continue;
+                }
+                let words = match shell_words::split(&args) {
+                    Ok(words) => words,
+                    Err(e) => {
+                        problems.push(format!(
+                            "{}:{line}: `koupleless {args}`: {e}",
+                            file.display()
+                        ));
+                        continue;
+                    }
+                };
+                checked += 1;
+                if let Err(e) =
+                    Cli::try_parse_from(std::iter::once("koupleless".to_owned()).chain(words))
+                {
+                    if !matches!(
+                        e.kind(),
+                        clap::error::ErrorKind::DisplayHelp
+                            | clap::error::ErrorKind::DisplayVersion
+                    ) {
+                        problems.push(format!(
+                            "{}:{line}: `koupleless {args}`: {e}",
+                            file.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        assert!(
+            checked > 20,
+            "only {checked} commands found in the documentation"
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::{context::ModuleContext, manifest::Manifest};
 
 /// A unit of business code with a name, a version, a route prefix and a lifecycle.
 ///
-/// The base calls [`start`](Module::start) once per activation (again after a restart),
+/// The base calls [`start`](Module::start) once each time the version starts (again after a
+/// restart, not on a switch),
 /// mounts [`router`](Module::router) under the manifest's prefix, polls
 /// [`health`](Module::health), and calls [`stop`](Module::stop) after the version's
 /// in-flight requests have finished. Any `tower::Service` can be mounted by returning

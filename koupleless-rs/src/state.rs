@@ -6,7 +6,8 @@ use serde::Serialize;
 
 /// Where a module version is in its lifecycle.
 ///
-/// `resolved → activated ⇄ deactivated → stopped`, or `broken` from any of them.
+/// `resolved → activated ⇄ deactivated → stopped`, or `broken` from `resolved`, `activated` or
+/// `deactivated`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModuleState {

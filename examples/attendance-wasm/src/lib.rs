@@ -69,6 +69,7 @@ impl Default for AttendanceConfig {
     }
 }
 
+// ANCHOR: module
 /// The attendance module, mounted at `/attendance`.
 ///
 /// A wasm base creates it with `Default` in every instance and calls `start` there; the
@@ -78,6 +79,7 @@ pub struct Attendance {
     /// Set by `start`, read by `health`.
     check_ins: OnceLock<CheckIns>,
 }
+// ANCHOR_END: module
 
 /// Body of `POST /attendance/checkins`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +114,7 @@ pub struct DaysWorked {
     pub days_worked: u32,
 }
 
+// ANCHOR: impl
 #[koupleless::module(name = "attendance", version = "2.0.0", prefix = "/attendance")]
 #[koupleless::async_trait]
 impl Module for Attendance {
@@ -158,6 +161,7 @@ impl Module for Attendance {
         }
     }
 }
+// ANCHOR_END: impl
 
 async fn days_worked(
     State(check_ins): State<CheckIns>,
