@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use futures_util::StreamExt;
 use koupleless::{LoadedConfig, Strategy, Version};
 use serde_json::Value;
 
@@ -133,12 +134,19 @@ impl<'a> Admin<'a> {
             component.bytes.len() / 1024,
             self.url
         ));
+        let bar = self.out.upload_bar(
+            component.bytes.len() as u64,
+            format!("uploading to {}", self.url),
+        );
         let request = self
             .post("/artifacts")
             .query(&query)
             .header("content-type", "application/wasm")
-            .body(component.bytes.clone());
-        let info = self.send(request, "install the component").await?;
+            .header("content-length", component.bytes.len())
+            .body(upload_body(&component.bytes, bar.clone()));
+        let sent = self.send(request, "install the component").await;
+        bar.finish_and_clear();
+        let info = sent?;
         self.out.say(&format!(
             "{}@{} is {} on {} (prefix {})",
             info["name"].as_str().unwrap_or("?"),
@@ -250,6 +258,20 @@ impl<'a> Admin<'a> {
         ));
         Ok(())
     }
+}
+
+/// The component as a request body in chunks of 64 KiB, moving `bar` as each is taken.
+fn upload_body(bytes: &[u8], bar: indicatif::ProgressBar) -> reqwest::Body {
+    const CHUNK: usize = 64 * 1024;
+    let bytes = bytes::Bytes::copy_from_slice(bytes);
+    let chunks: Vec<bytes::Bytes> = (0..bytes.len())
+        .step_by(CHUNK)
+        .map(|start| bytes.slice(start..(start + CHUNK).min(bytes.len())))
+        .collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks).map(move |chunk| {
+        bar.inc(chunk.len() as u64);
+        Ok::<_, std::convert::Infallible>(chunk)
+    }))
 }
 
 /// `status`: every base's modules, then the cluster's rollouts (from the first base).

@@ -190,21 +190,17 @@ pub(crate) async fn release(
         config.options.insert(key.to_owned(), value.to_owned());
     }
     let size = component.bytes.len() as u64;
-    let bar = indicatif::ProgressBar::new(size);
-    if out.quiet() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("uploading {name}@{version} to {url}"));
-    let published =
-        koupleless::storage::publish(&config, &name, &version, component.bytes.clone()).await;
+    let bar = out.upload_bar(size, format!("uploading {name}@{version} to {url}"));
+    let published = koupleless::storage::publish_with_progress(
+        &config,
+        &name,
+        &version,
+        component.bytes.clone(),
+        &|sent| bar.set_position(sent),
+    )
+    .await;
     match published {
         Ok(location) => {
-            bar.set_position(size);
             bar.finish_and_clear();
             out.say(&format!(
                 "released {name}@{version} ({} KB) at {location}, with its .sha256; bases watching {url} install it at their next listing",

@@ -41,6 +41,24 @@ impl Out {
         self.quiet
     }
 
+    /// A progress bar over `total` bytes on stderr: hidden with `-q`, and drawn only on a
+    /// terminal (indicatif's default), so logs and pipes get the summary line alone.
+    pub(crate) fn upload_bar(&self, total: u64, message: String) -> indicatif::ProgressBar {
+        let bar = indicatif::ProgressBar::new(total);
+        if self.quiet {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        bar
+    }
+
     pub(crate) fn error(&self, message: &str) {
         eprintln!("error: {message}");
     }

@@ -36,6 +36,23 @@ pub async fn publish(
     version: &crate::Version,
     bytes: Vec<u8>,
 ) -> Result<String, StorageError> {
+    publish_with_progress(config, name, version, bytes, &|_| {}).await
+}
+
+/// Artifacts larger than this are uploaded in parts of this size (object stores take parts of
+/// 5 MiB or more, the last excepted).
+pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// [`publish`], calling `progress` with the bytes of the artifact uploaded so far. An artifact
+/// larger than [`UPLOAD_PART_SIZE`] goes up as a multipart upload, which the store shows
+/// only once it is complete and which is aborted on failure: nothing partial is left.
+pub async fn publish_with_progress(
+    config: &StorageConfig,
+    name: &str,
+    version: &crate::Version,
+    bytes: Vec<u8>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<String, StorageError> {
     let storage = Storage::open(config).map_err(|e| StorageError(e.to_string()))?;
     let key = Path::from_iter(storage.prefix.parts().chain([
         name.into(),
@@ -46,8 +63,7 @@ pub async fn publish(
     let where_ = storage.describe(&key);
     let text = format!("{}  {}\n", sha256_hex(&bytes), layout::MODULE_FILE);
     storage
-        .store
-        .put(&key, bytes.into())
+        .upload(&key, bytes::Bytes::from(bytes), progress)
         .await
         .map_err(|e| StorageError(format!("uploading {where_} failed: {e}")))?;
     storage
@@ -64,6 +80,40 @@ pub async fn publish(
 }
 
 impl Storage {
+    /// One object, whole: a single put, or parts of [`UPLOAD_PART_SIZE`] completed together
+    /// (and aborted when one fails).
+    async fn upload(
+        &self,
+        key: &Path,
+        bytes: bytes::Bytes,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> object_store::Result<()> {
+        let size = bytes.len() as u64;
+        if bytes.len() <= UPLOAD_PART_SIZE {
+            self.store.put(key, bytes.into()).await?;
+            progress(size);
+            return Ok(());
+        }
+        let mut upload = self.store.put_multipart(key).await?;
+        let mut sent = 0u64;
+        for part in bytes.chunks(UPLOAD_PART_SIZE) {
+            let part = bytes.slice_ref(part);
+            let len = part.len() as u64;
+            if let Err(e) = upload.put_part(part.into()).await {
+                // Best effort: a store that keeps the parts of an aborted upload expires them.
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+            sent += len;
+            progress(sent);
+        }
+        if let Err(e) = upload.complete().await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Opens `storage.url`; an unknown scheme, a missing feature or a bad option is a
     /// configuration error naming the key.
     pub(crate) fn open(config: &StorageConfig) -> Result<Self, ConfigError> {
