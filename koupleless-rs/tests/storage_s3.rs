@@ -196,3 +196,67 @@ async fn releases_in_a_bucket_are_installed_and_an_outage_only_pauses_them() {
     );
     base.shutdown().await.unwrap();
 }
+
+/// `publish_with_progress` sends an artifact above the part size as a multipart upload:
+/// progress arrives part by part, and the object the bases read is the whole artifact with
+/// its digest.
+#[tokio::test]
+async fn a_large_release_goes_up_in_parts() {
+    let s3 = S3Server::start().await;
+    let mut config = koupleless::config::StorageConfig {
+        url: format!("s3://{BUCKET}/modules"),
+        ..Default::default()
+    };
+    for (key, value) in [
+        ("aws_endpoint", s3.endpoint()),
+        ("aws_region", "us-east-1".to_owned()),
+        ("aws_access_key_id", ACCESS_KEY.to_owned()),
+        ("aws_secret_access_key", SECRET_KEY.to_owned()),
+        ("allow_http", "true".to_owned()),
+    ] {
+        config.options.insert(key.to_owned(), value);
+    }
+    let part = koupleless::storage::UPLOAD_PART_SIZE;
+    let size = 2 * part + part / 2;
+    let artifact: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let version: koupleless::Version = "1.0.0".parse().unwrap();
+
+    let location = koupleless::storage::publish_with_progress(
+        &config,
+        "big",
+        &version,
+        artifact.clone(),
+        &|sent| seen.lock().unwrap().push(sent),
+    )
+    .await
+    .expect("the release is uploaded");
+
+    assert!(location.contains("big/1.0.0/module.wasm"), "{location}");
+    let part = part as u64;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [part, 2 * part, size as u64],
+        "one progress report per part"
+    );
+    let bucket = s3.client();
+    let stored = bucket
+        .get(&Key::from("modules/big/1.0.0/module.wasm"))
+        .await
+        .expect("the artifact is there")
+        .bytes()
+        .await
+        .unwrap();
+    assert!(stored == artifact, "the stored artifact is the uploaded one, whole");
+    let digest = bucket
+        .get(&Key::from("modules/big/1.0.0/module.wasm.sha256"))
+        .await
+        .expect("the digest is there")
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&digest),
+        format!("{}  module.wasm\n", sha256(&artifact))
+    );
+}
