@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use futures_util::StreamExt;
-use koupleless::{LoadedConfig, Strategy, Version};
+use koupleless::{LoadedConfig, Strategy, Version, config::RedisConfig};
 use serde_json::Value;
 
 use crate::{
@@ -274,49 +274,130 @@ fn upload_body(bytes: &[u8], bar: indicatif::ProgressBar) -> reqwest::Body {
     }))
 }
 
-/// `status`: every base's modules, then the cluster's rollouts (from the first base).
-pub(crate) async fn status(admins: &[Admin<'_>], json: bool, out: &Out) -> anyhow::Result<()> {
+/// The Redis holding the rollout records: `--redis`, else `redis.url` of the configuration
+/// (with its key prefix and timeout either way, when the configuration loads).
+pub(crate) fn redis_config(url: Option<String>) -> Option<RedisConfig> {
+    let configured = LoadedConfig::load().ok().map(|l| l.config.redis);
+    match url {
+        Some(url) => Some(RedisConfig {
+            url: Some(url),
+            ..configured.unwrap_or_default()
+        }),
+        None => configured.filter(|redis| redis.url.is_some()),
+    }
+}
+
+/// `status`: every base's modules (a base that does not answer gets a row saying so, and the
+/// command fails after printing the others), then the cluster's rollouts from Redis or from
+/// the first base that answers.
+pub(crate) async fn status(
+    admins: &[Admin<'_>],
+    json: bool,
+    redis: Option<RedisConfig>,
+    out: &Out,
+) -> anyhow::Result<()> {
     let mut bases = Vec::new();
     for admin in admins {
-        bases.push((admin.url.clone(), admin.modules().await?));
+        bases.push((admin, admin.modules().await));
     }
-    let rollouts = match admins.first() {
-        Some(admin) => admin.rollout_records().await.unwrap_or(Value::Null),
-        None => Value::Null,
-    };
-    if json {
-        let bases: Vec<Value> = bases
-            .into_iter()
-            .map(|(url, modules)| serde_json::json!({ "base": url, "modules": modules }))
-            .collect();
-        out.data(&serde_json::json!({ "bases": bases, "rollouts": rollouts }).to_string());
-        return Ok(());
-    }
-    let mut table = table(&["BASE", "MODULE", "VERSION", "STATE", "HEALTH", "IN FLIGHT"]);
-    for (url, modules) in &bases {
-        for m in modules.as_array().into_iter().flatten() {
-            let health = match &m["health"] {
-                Value::Null => "-".to_owned(),
-                Value::String(s) => s.clone(),
-                other => other
-                    .as_object()
-                    .and_then(|o| o.iter().next())
-                    .map(|(k, v)| format!("{k}: {}", text(v)))
-                    .unwrap_or_else(|| other.to_string()),
-            };
-            table.add_row([
-                url.clone(),
-                text(&m["name"]),
-                text(&m["version"]),
-                text(&m["state"]),
-                health,
-                text(&m["in_flight"]),
-            ]);
+    let mut rollouts = Value::Null;
+    let mut rollouts_from = None;
+    if let Some(redis) = &redis {
+        let at = redis.url.clone().unwrap_or_default();
+        match koupleless::rollout::records_from_redis(redis).await {
+            Ok(records) => {
+                rollouts = serde_json::to_value(records)?;
+                rollouts_from = Some(at);
+            }
+            Err(e) => out.step(&format!(
+                "warning: cannot read the rollout records from Redis at {at} ({e}); showing what a base reports"
+            )),
         }
     }
-    out.data(&table.to_string());
-    if rollouts.as_array().is_some_and(|r| !r.is_empty()) {
-        out.data(&format!("\nrollouts\n{}", rollout_table(&rollouts)));
+    if rollouts_from.is_none() {
+        for (admin, modules) in &bases {
+            if modules.is_ok()
+                && let Ok(records) = admin.rollout_records().await
+            {
+                rollouts = records;
+                rollouts_from = Some(admin.url.clone());
+                break;
+            }
+        }
+    }
+    let unreachable: Vec<String> = bases
+        .iter()
+        .filter_map(|(_, modules)| modules.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    if json {
+        let bases: Vec<Value> = bases
+            .iter()
+            .map(|(admin, modules)| match modules {
+                Ok(modules) => serde_json::json!({ "base": admin.url, "modules": modules }),
+                Err(e) => serde_json::json!({ "base": admin.url, "error": format!("{e:#}") }),
+            })
+            .collect();
+        out.data(
+            &serde_json::json!({
+                "bases": bases,
+                "rollouts": rollouts,
+                "rollouts_from": rollouts_from,
+            })
+            .to_string(),
+        );
+    } else {
+        let mut table = table(&["BASE", "MODULE", "VERSION", "STATE", "HEALTH", "IN FLIGHT"]);
+        for (admin, modules) in &bases {
+            let modules = match modules {
+                Ok(modules) => modules,
+                Err(e) => {
+                    table.add_row([
+                        admin.url.clone(),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                        "unreachable".to_owned(),
+                        format!("{e:#}"),
+                        "-".to_owned(),
+                    ]);
+                    continue;
+                }
+            };
+            for m in modules.as_array().into_iter().flatten() {
+                let health = match &m["health"] {
+                    Value::Null => "-".to_owned(),
+                    Value::String(s) => s.clone(),
+                    other => other
+                        .as_object()
+                        .and_then(|o| o.iter().next())
+                        .map(|(k, v)| format!("{k}: {}", text(v)))
+                        .unwrap_or_else(|| other.to_string()),
+                };
+                table.add_row([
+                    admin.url.clone(),
+                    text(&m["name"]),
+                    text(&m["version"]),
+                    text(&m["state"]),
+                    health,
+                    text(&m["in_flight"]),
+                ]);
+            }
+        }
+        out.data(&table.to_string());
+        if rollouts.as_array().is_some_and(|r| !r.is_empty()) {
+            let from = rollouts_from.as_deref().unwrap_or("-");
+            out.data(&format!(
+                "\nrollouts (from {from})\n{}",
+                rollout_table(&rollouts)
+            ));
+        }
+    }
+    if !unreachable.is_empty() {
+        bail!(
+            "{} of {} bases did not answer:\n  {}",
+            unreachable.len(),
+            bases.len(),
+            unreachable.join("\n  ")
+        );
     }
     Ok(())
 }

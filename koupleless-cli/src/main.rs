@@ -81,6 +81,10 @@ enum Command {
     Status {
         #[command(flatten)]
         base: BaseArgs,
+        /// Read the rollout records from this Redis (default: `redis.url` from the
+        /// configuration); without one they come from the first base that answers.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -207,9 +211,9 @@ async fn run(command: Command, out: &Out) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Status { base, json } => {
+        Command::Status { base, redis, json } => {
             let admins = Admin::from_args(&base, out)?;
-            admin::status(&admins, json, out).await?;
+            admin::status(&admins, json, admin::redis_config(redis), out).await?;
         }
         Command::Install {
             name,

@@ -10,6 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "../../koupleless-rs/tests/support/redis.rs"]
+mod redis;
+
 use koupleless::{
     Base, RunningBase,
     figment::providers::{Format, Toml},
@@ -211,6 +214,92 @@ async fn a_release_to_storage_is_installed_by_the_base_watching_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     base.shutdown().await.unwrap();
+}
+
+/// With `--redis`, `status` reads the rollout records from Redis itself: it shows them even
+/// when no base answers, and says which base did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_the_rollouts_from_redis_and_names_a_base_that_does_not_answer() {
+    let component = tokio::task::spawn_blocking(built_module).await.unwrap();
+    let redis = tokio::task::spawn_blocking(redis::RedisServer::start)
+        .await
+        .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--store",
+        store.path().to_str().unwrap(),
+        "--version",
+        "3.0.0",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let base = base(&format!(
+        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n[redis]\nurl = \"{}\"\n",
+        store.path().display(),
+        redis.url()
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("http://{}/hello/who", base.app_addr()))
+        .await
+        .1
+        != "hello@3.0.0"
+    {
+        assert!(Instant::now() < deadline, "never served 3.0.0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let admin = format!("http://{}", base.admin_addr().expect("the admin listener"));
+    base.shutdown().await.unwrap();
+
+    // The base is gone; its address now refuses connections.
+    let out = run(strings(&[
+        "status",
+        "--json",
+        "--base",
+        &admin,
+        "--redis",
+        &redis.url(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1), "a base did not answer");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(status["rollouts_from"], redis.url().as_str());
+    let record = &status["rollouts"][0];
+    assert_eq!(record["module"], "hello");
+    assert_eq!(record["version"], "3.0.0");
+    let pods = record["pods"].as_object().expect("the pods' outcomes");
+    assert_eq!(pods.len(), 1, "{record}");
+    assert!(
+        pods.values().all(|pod| pod["outcome"] == "succeeded"),
+        "{record}"
+    );
+    assert!(
+        status["bases"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&admin)),
+        "{status}"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("1 of 1 bases did not answer"), "{stderr}");
+    assert!(stderr.contains("is the base running?"), "{stderr}");
+
+    // The table names where the rollouts came from.
+    let out = run(strings(&[
+        "status",
+        "--base",
+        &admin,
+        "--redis",
+        &redis.url(),
+    ]))
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("rollouts (from {})", redis.url())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unreachable"), "{stdout}");
 }
 
 #[test]

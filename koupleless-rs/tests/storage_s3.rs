@@ -247,7 +247,10 @@ async fn a_large_release_goes_up_in_parts() {
         .bytes()
         .await
         .unwrap();
-    assert!(stored == artifact, "the stored artifact is the uploaded one, whole");
+    assert!(
+        stored == artifact,
+        "the stored artifact is the uploaded one, whole"
+    );
     let digest = bucket
         .get(&Key::from("modules/big/1.0.0/module.wasm.sha256"))
         .await

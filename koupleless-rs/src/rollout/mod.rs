@@ -142,10 +142,27 @@ pub(crate) struct Lease {
     pub(crate) fence: u64,
 }
 
-/// Redis (or the in-process store) could not be asked.
+/// Redis (or the in-process store) could not be asked; the message says what to check.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct CoordinationError(pub(crate) String);
+pub struct CoordinationError(pub(crate) String);
+
+/// The cluster's rollout records read straight from Redis (`redis.url`, `redis.key_prefix`,
+/// `redis.timeout`), as a base answers `GET /rollouts`: for tools that read them without
+/// asking a base, such as `koupleless status`.
+pub async fn records_from_redis(
+    config: &crate::config::RedisConfig,
+) -> Result<Vec<RolloutRecord>, CoordinationError> {
+    let Some(url) = config.url.as_deref() else {
+        return Err(CoordinationError(
+            "redis.url is not set; rollout records are kept by each base".to_owned(),
+        ));
+    };
+    let pool = crate::redis::pool(config, url).map_err(|e| CoordinationError(e.to_string()))?;
+    redis::RedisCoordination::new(pool, &config.key_prefix, 1, config.timeout)
+        .records()
+        .await
+}
 
 /// The lease and the records: Redis for a cluster, memory for a single base.
 #[async_trait]
