@@ -293,3 +293,152 @@ fn the_relative_links_between_chapters_resolve() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+fn chapter(name: &str) -> String {
+    std::fs::read_to_string(book_dir().join("src").join(name)).expect("a chapter")
+}
+
+fn sources(dir: &str) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![book_dir().join("..").join(dir)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a source directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                found.push((path, text));
+            }
+        }
+    }
+    found
+}
+
+/// The first string literal after each occurrence of `marker`.
+fn literals_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    text.match_indices(marker)
+        .filter_map(|(at, _)| text[at + marker.len()..].split('"').nth(1))
+        .collect()
+}
+
+#[test]
+fn every_admin_route_is_in_the_admin_api_chapter() {
+    let reference = chapter("admin-api.md");
+    let mut routes = Vec::new();
+    for (_, text) in sources("koupleless-rs/src/admin") {
+        routes.extend(
+            literals_after(&text, ".route(")
+                .into_iter()
+                .map(str::to_owned),
+        );
+    }
+    assert!(routes.len() > 15, "found only {routes:?}");
+    let missing: Vec<&String> = routes
+        .iter()
+        .filter(|route| {
+            !reference.contains(&format!(" {route}`")) && !reference.contains(&format!(" {route}?"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "admin routes the Admin API chapter does not document: {missing:?}"
+    );
+}
+
+#[test]
+fn every_metric_is_in_the_metrics_chapter() {
+    let reference = chapter("metrics.md");
+    let mut names: Vec<String> = Vec::new();
+    for (_, text) in sources("koupleless-rs/src") {
+        for piece in text.split('"').skip(1).step_by(2) {
+            if piece.starts_with("koupleless_")
+                && piece.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                names.push(piece.to_owned());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 8, "found only {names:?}");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !reference.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics the Metrics chapter does not list: {missing:?}"
+    );
+}
+
+/// The rows of the reference table under `### \`[section]\``.
+fn documented_keys(reference: &str, section: &str) -> Vec<String> {
+    let heading = format!("### `[{section}]`");
+    let Some(start) = reference.find(&heading) else {
+        return Vec::new();
+    };
+    let body = &reference[start + heading.len()..];
+    let body = &body[..body.find("\n#").unwrap_or(body.len())];
+    body.lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`').map(|(key, _)| key.to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_configuration_key_is_in_the_configuration_reference() {
+    let reference = chapter("configuration.md");
+    let defaults = serde_json::to_value(Config::default()).expect("the defaults serialize");
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (section, keys) in defaults.as_object().expect("a table") {
+        if section == "modules" {
+            continue;
+        }
+        let documented = documented_keys(&reference, section);
+        for key in keys.as_object().expect("a section").keys() {
+            checked += 1;
+            if !documented.contains(key) {
+                missing.push(format!("{section}.{key}"));
+            }
+        }
+    }
+    let module =
+        serde_json::to_value(koupleless::config::ModuleSettings::default()).expect("serializes");
+    let documented = documented_keys(&reference, "modules.<name>");
+    for key in module.as_object().expect("a section").keys() {
+        checked += 1;
+        if !documented.contains(key) {
+            missing.push(format!("modules.<name>.{key}"));
+        }
+    }
+    assert!(checked > 40, "checked only {checked} keys");
+    assert!(
+        missing.is_empty(),
+        "keys the Configuration reference has no row for: {missing:?}"
+    );
+}
+
+#[test]
+fn the_complete_file_in_the_configuration_chapter_is_the_defaults() {
+    let reference = chapter("configuration.md");
+    let heading = "## A complete file with the defaults";
+    let after = &reference[reference.find(heading).expect("the section") + heading.len()..];
+    let block = after
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a toml block");
+    let loaded: Config = Figment::from(Toml::string(block))
+        .extract()
+        .unwrap_or_else(|e| panic!("the complete file does not load: {e}"));
+    let mut loaded = serde_json::to_value(loaded).unwrap();
+    // The file shows a module section as an example; modules have no defaults.
+    loaded.as_object_mut().expect("a table").remove("modules");
+    assert_eq!(
+        loaded,
+        serde_json::to_value(Config::default()).unwrap(),
+        "the complete file's values differ from the defaults"
+    );
+}
