@@ -39,7 +39,11 @@ pub(crate) struct Deploy {
 }
 
 /// `koupleless build PATH`.
-pub(crate) fn build(path: &Path, out: &Out) -> anyhow::Result<Component> {
+pub(crate) fn build(
+    path: &Path,
+    target_dir: Option<&Path>,
+    out: &Out,
+) -> anyhow::Result<Component> {
     let manifest_path = path.join("Cargo.toml");
     ensure!(
         manifest_path.is_file(),
@@ -59,6 +63,9 @@ pub(crate) fn build(path: &Path, out: &Out) -> anyhow::Result<Component> {
         .arg(&manifest_path);
     for setting in PROFILE_SETTINGS {
         command.args(["--config", setting]);
+    }
+    if let Some(dir) = target_dir {
+        command.arg("--target-dir").arg(dir);
     }
     if out.quiet() {
         command.arg("--quiet");
@@ -126,9 +133,13 @@ pub(crate) fn build(path: &Path, out: &Out) -> anyhow::Result<Component> {
 }
 
 /// A directory is built; a file is read as a component.
-pub(crate) fn component(path: &Path, out: &Out) -> anyhow::Result<Component> {
+pub(crate) fn component(
+    path: &Path,
+    target_dir: Option<&Path>,
+    out: &Out,
+) -> anyhow::Result<Component> {
     if path.is_dir() {
-        build(path, out)
+        build(path, target_dir, out)
     } else {
         read(path)
     }
