@@ -274,6 +274,26 @@ fn upload_body(bytes: &[u8], bar: indicatif::ProgressBar) -> reqwest::Body {
     }))
 }
 
+/// Asks every base for its modules; fails naming each one that does not answer (or refuses
+/// the token) before anything is changed anywhere.
+pub(crate) async fn preflight(admins: &[Admin<'_>], what: &str) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for admin in admins {
+        if let Err(e) = admin.modules().await {
+            failed.push(format!("{e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "nothing was sent: {} of {} bases did not answer before the {what}:\n  {}",
+            failed.len(),
+            admins.len(),
+            failed.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
 /// The Redis holding the rollout records: `--redis`, else `redis.url` of the configuration
 /// (with its key prefix and timeout either way, when the configuration loads).
 pub(crate) fn redis_config(url: Option<String>) -> Option<RedisConfig> {

@@ -223,6 +223,9 @@ async fn run(command: Command, out: &Out) -> anyhow::Result<()> {
                 Some(url) => build::release(&component, &deploy, &url, &store_options, out).await?,
                 None => {
                     let admins = Admin::from_args(&base, out)?;
+                    // Every base must answer (and take the token) before any gets the
+                    // component, so that one unreachable base does not leave a partial deploy.
+                    admin::preflight(&admins, "deploy").await?;
                     for admin in &admins {
                         admin.deploy(&component, &deploy).await?;
                     }

@@ -302,6 +302,33 @@ async fn status_reads_the_rollouts_from_redis_and_names_a_base_that_does_not_ans
     assert!(stdout.contains("unreachable"), "{stdout}");
 }
 
+/// A deploy to several bases, one of which does not answer, sends the component to none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_with_an_unreachable_base_changes_no_base() {
+    let component = tokio::task::spawn_blocking(built_module).await.unwrap();
+    let base = base("").await;
+    let live = format!("http://{}", base.admin_addr().expect("the admin listener"));
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--base",
+        &live,
+        "--base",
+        "http://127.0.0.1:1",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nothing was sent: 1 of 2 bases did not answer")
+            && err.contains("http://127.0.0.1:1"),
+        "{err}"
+    );
+    let (code, _) = get(&format!("http://{}/hello/who", base.app_addr())).await;
+    assert_eq!(code, 404, "the live base did not get the module");
+    base.shutdown().await.unwrap();
+}
+
 #[test]
 fn failures_say_what_was_tried_and_what_to_do() {
     let component = built_module();
