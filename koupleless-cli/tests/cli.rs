@@ -100,6 +100,34 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `koupleless deploy COMPONENT --store DIR --version VERSION`, which must succeed; its stdout.
+async fn release(component: &Path, store: &Path, version: &str) -> String {
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--version",
+        version,
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Waits (up to a minute) until `/hello/who` answers `who`.
+async fn wait_until_served(base: &RunningBase, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = get(&format!("http://{}/hello/who", base.app_addr())).await;
+        if body == who {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never served {who}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_deploy_status_routes_and_uninstall_against_a_base() {
     let component = tokio::task::spawn_blocking(built_module).await.unwrap();
@@ -179,17 +207,8 @@ async fn build_deploy_status_routes_and_uninstall_against_a_base() {
 async fn a_release_to_storage_is_installed_by_the_base_watching_it() {
     let component = tokio::task::spawn_blocking(built_module).await.unwrap();
     let store = tempfile::tempdir().unwrap();
-    let out = run(strings(&[
-        "deploy",
-        component.to_str().unwrap(),
-        "--store",
-        store.path().to_str().unwrap(),
-        "--version",
-        "2.0.0",
-    ]))
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("released hello@2.0.0"));
+    let stdout = release(&component, store.path(), "2.0.0").await;
+    assert!(stdout.contains("released hello@2.0.0"), "{stdout}");
     let artifact = store.path().join("hello/2.0.0/module.wasm");
     let digest = std::fs::read_to_string(store.path().join("hello/2.0.0/module.wasm.sha256"))
         .expect("the digest file");
@@ -204,15 +223,7 @@ async fn a_release_to_storage_is_installed_by_the_base_watching_it() {
         store.path().display()
     ))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = get(&format!("http://{}/hello/who", base.app_addr())).await;
-        if body == "hello@2.0.0" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served 2.0.0: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_served(&base, "hello@2.0.0").await;
     base.shutdown().await.unwrap();
 }
 
@@ -225,31 +236,14 @@ async fn status_reads_the_rollouts_from_redis_and_names_a_base_that_does_not_ans
         .await
         .unwrap();
     let store = tempfile::tempdir().unwrap();
-    let out = run(strings(&[
-        "deploy",
-        component.to_str().unwrap(),
-        "--store",
-        store.path().to_str().unwrap(),
-        "--version",
-        "3.0.0",
-    ]))
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    release(&component, store.path(), "3.0.0").await;
     let base = base(&format!(
         "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n[redis]\nurl = \"{}\"\n",
         store.path().display(),
         redis.url()
     ))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&format!("http://{}/hello/who", base.app_addr()))
-        .await
-        .1
-        != "hello@3.0.0"
-    {
-        assert!(Instant::now() < deadline, "never served 3.0.0");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_served(&base, "hello@3.0.0").await;
     let admin = format!("http://{}", base.admin_addr().expect("the admin listener"));
     base.shutdown().await.unwrap();
 
