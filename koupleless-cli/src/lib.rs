@@ -403,19 +403,19 @@ mod tests {
                     }
                 };
                 checked += 1;
-                if let Err(e) =
-                    Cli::try_parse_from(std::iter::once("koupleless".to_owned()).chain(words))
-                {
-                    if !matches!(
+                let parsed =
+                    Cli::try_parse_from(std::iter::once("koupleless".to_owned()).chain(words));
+                if let Err(e) = parsed
+                    && !matches!(
                         e.kind(),
                         clap::error::ErrorKind::DisplayHelp
                             | clap::error::ErrorKind::DisplayVersion
-                    ) {
-                        problems.push(format!(
-                            "{}:{line}: `koupleless {args}`: {e}",
-                            file.display()
-                        ));
-                    }
+                    )
+                {
+                    problems.push(format!(
+                        "{}:{line}: `koupleless {args}`: {e}",
+                        file.display()
+                    ));
                 }
             }
         }
