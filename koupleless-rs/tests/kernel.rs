@@ -666,6 +666,61 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_reinstall_of_a_broken_version_keeps_the_503_until_uninstalled() {
+    let doomed = TestModule::new("expenses", "1.0.0", "/expenses");
+    doomed
+        .probe
+        .task_panics_left
+        .store(usize::MAX, Ordering::SeqCst);
+    let probe = Arc::clone(&doomed.probe);
+    let base = start_base(vec![doomed], "").await;
+    let http = Http::new();
+    eventually(WAIT, "expenses broken after repeated failures", || async {
+        biz(&http, &base, "expenses", "1.0.0").await.unwrap()["bizState"] == "broken"
+    })
+    .await;
+    assert_eq!(
+        http.get(&app(&base, "/expenses/hello")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // The same version installed again fails its first health check.
+    probe.task_panics_left.store(0, Ordering::SeqCst);
+    *probe.health.lock().unwrap() = Some(Health::Down("ledger unreachable".to_owned()));
+    let r = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "expenses", "bizVersion": "1.0.0"}),
+    )
+    .await;
+    assert_eq!(r["code"], "FAILED", "{r}");
+    // The prefix still answers 503, and the route table says so.
+    assert_eq!(
+        http.get(&app(&base, "/expenses/hello")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let routes = http.get(&admin(&base, "/routes")).await.json();
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["prefix"] == "/expenses" && r["status"] == "unavailable"),
+        "{routes}"
+    );
+    // Uninstalling frees the prefix.
+    let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "expenses"})).await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    assert_eq!(r["data"]["bizState"], "broken", "{r}");
+    assert_eq!(
+        http.get(&app(&base, "/expenses/hello")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_requests_and_stops_modules_in_reverse() {
     let probe = Arc::new(Probe::default());
     let base = start_base(

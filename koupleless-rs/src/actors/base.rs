@@ -822,10 +822,17 @@ impl BaseState {
                 let _ = reply.send(found);
             }
             OpMsg::Stopped(key, why, reply) => {
+                let mut reroute = false;
                 if let Some(e) = self.entry(&key) {
                     e.actor = None;
                     e.service = None;
+                    // It melted down between the operation's look at it and its stop: stopped
+                    // on purpose, it no longer answers 503 for its prefix.
+                    reroute = e.unavailable.take().is_some();
                     e.enter(ModuleState::Stopped, "stopped", why);
+                }
+                if reroute {
+                    self.rebuild_router();
                 }
                 self.prune(&key.name);
                 self.publish_health();
@@ -877,11 +884,16 @@ impl BaseState {
                 message: "this version is already installed".to_owned(),
             });
         }
-        // A reinstalled version continues the history of its earlier record.
-        let history = entries
+        // A reinstalled version continues the history of its earlier record, and its 503
+        // marker: the router still answers 503 for it until a version is activated or the
+        // module is uninstalled.
+        let (history, unavailable) = entries
             .iter()
             .position(|e| e.key() == key)
-            .map(|i| entries.remove(i).history)
+            .map(|i| {
+                let earlier = entries.remove(i);
+                (earlier.history, earlier.unavailable)
+            })
             .unwrap_or_default();
         self.seq += 1;
         let mut entry = Entry {
@@ -895,7 +907,7 @@ impl BaseState {
             in_flight: TaskTracker::new(),
             failures: FailureLog::default(),
             stopping: false,
-            unavailable: None,
+            unavailable,
             seq: self.seq,
         };
         entry.enter(
