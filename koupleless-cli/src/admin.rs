@@ -284,14 +284,23 @@ pub(crate) async fn preflight(admins: &[Admin<'_>], what: &str) -> anyhow::Resul
         }
     }
     if !failed.is_empty() {
-        bail!(
-            "nothing was sent: {} of {} bases did not answer before the {what}:\n  {}",
-            failed.len(),
+        return Err(not_answering(
+            &failed,
             admins.len(),
-            failed.join("\n  ")
-        );
+            &format!("nothing was sent: {{}} before the {what}"),
+        ));
     }
     Ok(())
+}
+
+/// `<lead>` with "N of M bases did not answer" in place of `{}`, then each base's error.
+fn not_answering(failures: &[String], total: usize, lead: &str) -> anyhow::Error {
+    let count = format!("{} of {total} bases did not answer", failures.len());
+    anyhow::anyhow!(
+        "{}:\n  {}",
+        lead.replace("{}", &count),
+        failures.join("\n  ")
+    )
 }
 
 /// The Redis holding the rollout records: `--redis`, else `redis.url` of the configuration
@@ -412,12 +421,7 @@ pub(crate) async fn status(
         }
     }
     if !unreachable.is_empty() {
-        bail!(
-            "{} of {} bases did not answer:\n  {}",
-            unreachable.len(),
-            bases.len(),
-            unreachable.join("\n  ")
-        );
+        return Err(not_answering(&unreachable, bases.len(), "{}"));
     }
     Ok(())
 }
