@@ -19,7 +19,8 @@ use std::{
 
 use anyhow::{Context, ensure};
 use koupleless::{
-    Base, LoadedConfig,
+    Base,
+    config::LoadedConfig,
     figment::providers::{Format, Toml},
 };
 use koupleless_benches::client;

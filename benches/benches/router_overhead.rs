@@ -40,7 +40,7 @@ use anyhow::{Context, anyhow, ensure};
 use axum::{Router, routing::get};
 use bytes::Bytes;
 use koupleless::{
-    Base, LoadedConfig, Manifest, Module, ModuleContext, RunningBase,
+    Base, Manifest, Module, ModuleContext, RunningBase, config::LoadedConfig,
     figment::providers::Serialized,
 };
 use koupleless_benches::{

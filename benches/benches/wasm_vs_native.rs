@@ -66,7 +66,9 @@ use anyhow::{Context, anyhow, ensure};
 use axum::{Router, routing::get};
 use hyper::StatusCode;
 use koupleless::{
-    Base, LoadedConfig, Manifest, Module, ModuleContext, WasmConfig, figment::providers::Serialized,
+    Base, Manifest, Module, ModuleContext,
+    config::{LoadedConfig, WasmConfig},
+    figment::providers::Serialized,
 };
 use koupleless_benches::{
     client::{self, Reply},

@@ -5,8 +5,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use futures_util::StreamExt;
-use koupleless::{LoadedConfig, Strategy, Version, config::RedisConfig};
-use serde_json::Value;
+use koupleless_config::{LoadedConfig, RedisConfig};
+use koupleless_wire::{
+    ApiError, Health, InstallRequest, ModuleInfo, RolloutRecord, RouteInfo, Strategy, Version,
+};
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     BaseArgs,
@@ -54,7 +57,13 @@ impl<'a> Admin<'a> {
             .collect())
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+    /// Sends the request and reads a successful answer as `T`; a failure names the base, what
+    /// was tried and what the base answered.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<T> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -71,33 +80,36 @@ impl<'a> Admin<'a> {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         self.out.trace(2, &format!("< {status} {text}"));
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!(
-                "{} refused to {what}: {}; pass the admin token with --token or KOUPLELESS_ADMIN__TOKEN",
-                self.url,
-                body["message"].as_str().unwrap_or(&text)
-            );
-        }
         if !status.is_success() {
+            let error = serde_json::from_str::<ApiError>(&text)
+                .unwrap_or_else(|_| ApiError::new(status.as_str(), text.clone()));
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                bail!(
+                    "{} refused to {what}: {}; pass the admin token with --token or KOUPLELESS_ADMIN__TOKEN",
+                    self.url,
+                    error.message
+                );
+            }
             bail!(
                 "{} could not {what}: {} ({})",
                 self.url,
-                body["message"].as_str().unwrap_or(&text),
-                body["error"].as_str().unwrap_or(status.as_str())
+                error.message,
+                error.error
             );
         }
-        Ok(body)
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} answered the request to {what} with something this tool does not read ({text}); is it a koupleless base of the same version?",
+                self.url
+            )
+        })
     }
 
     /// `name@version is <state> on <base>`, from a module record.
-    fn report(&self, info: &Value, name: &str) {
+    fn report(&self, info: &ModuleInfo) {
         self.out.say(&format!(
             "{}@{} is {} on {}",
-            info["name"].as_str().unwrap_or(name),
-            info["version"].as_str().unwrap_or("?"),
-            info["state"].as_str().unwrap_or("?"),
-            self.url
+            info.name, info.version, info.state, self.url
         ));
     }
 
@@ -144,16 +156,14 @@ impl<'a> Admin<'a> {
             .header("content-type", "application/wasm")
             .header("content-length", component.bytes.len())
             .body(upload_body(&component.bytes, bar.clone()));
-        let sent = self.send(request, "install the component").await;
+        let sent = self
+            .send::<ModuleInfo>(request, "install the component")
+            .await;
         bar.finish_and_clear();
         let info = sent?;
         self.out.say(&format!(
             "{}@{} is {} on {} (prefix {})",
-            info["name"].as_str().unwrap_or("?"),
-            info["version"].as_str().unwrap_or("?"),
-            info["state"].as_str().unwrap_or("?"),
-            self.url,
-            info["prefix"].as_str().unwrap_or("?"),
+            info.name, info.version, info.state, self.url, info.prefix,
         ));
         Ok(())
     }
@@ -164,20 +174,16 @@ impl<'a> Admin<'a> {
         version: Option<&Version>,
         strategy: Option<Strategy>,
     ) -> anyhow::Result<()> {
-        let mut body = serde_json::json!({ "name": name });
-        if let Some(v) = version {
-            body["version"] = Value::String(v.to_string());
-        }
-        if let Some(s) = strategy {
-            body["strategy"] = Value::String(s.as_str().to_owned());
-        }
+        let mut request = InstallRequest::new(name);
+        request.version = version.cloned();
+        request.strategy = strategy;
         let info = self
             .send(
-                self.post("/modules").json(&body),
+                self.post("/modules").json(&request),
                 &format!("install {name}"),
             )
             .await?;
-        self.report(&info, name);
+        self.report(&info);
         Ok(())
     }
 
@@ -191,56 +197,60 @@ impl<'a> Admin<'a> {
             request = request.query(&[("version", v.to_string())]);
         }
         let info = self.send(request, &format!("uninstall {name}")).await?;
-        self.report(&info, name);
+        self.report(&info);
         Ok(())
     }
 
     pub(crate) async fn switch(&self, name: &str, version: &Version) -> anyhow::Result<()> {
-        let body = serde_json::json!({ "version": version.to_string() });
+        #[derive(Serialize)]
+        struct Switch<'a> {
+            version: &'a Version,
+        }
         let info = self
             .send(
-                self.post(&format!("/modules/{name}/switch")).json(&body),
+                self.post(&format!("/modules/{name}/switch"))
+                    .json(&Switch { version }),
                 &format!("switch {name} to {version}"),
             )
             .await?;
-        self.report(&info, name);
+        self.report(&info);
         Ok(())
     }
 
     pub(crate) async fn routes(&self, json: bool) -> anyhow::Result<()> {
-        let routes = self.send(self.get("/routes"), "list its routes").await?;
+        let routes: Vec<RouteInfo> = self.send(self.get("/routes"), "list its routes").await?;
         if json {
-            self.out.data(&routes.to_string());
+            self.out.data(&serde_json::to_string(&routes)?);
             return Ok(());
         }
         let mut table = table(&["PREFIX", "MODULE", "VERSION", "STATUS"]);
-        for r in routes.as_array().into_iter().flatten() {
+        for r in &routes {
             table.add_row([
-                text(&r["prefix"]),
-                text(&r["module"]),
-                text(&r["version"]),
-                text(&r["status"]),
+                r.prefix.clone(),
+                r.module.clone(),
+                r.version.to_string(),
+                r.status.to_string(),
             ]);
         }
         self.out.data(&format!("{}\n{table}", self.url));
         Ok(())
     }
 
-    async fn modules(&self) -> anyhow::Result<Value> {
+    async fn modules(&self) -> anyhow::Result<Vec<ModuleInfo>> {
         self.send(self.get("/modules"), "list its modules").await
     }
 
-    async fn rollout_records(&self) -> anyhow::Result<Value> {
+    async fn rollout_records(&self) -> anyhow::Result<Vec<RolloutRecord>> {
         self.send(self.get("/rollouts"), "list rollouts").await
     }
 
     pub(crate) async fn rollouts(&self, name: Option<&str>, json: bool) -> anyhow::Result<()> {
         let mut records = self.rollout_records().await?;
-        if let (Some(name), Some(all)) = (name, records.as_array_mut()) {
-            all.retain(|r| r["module"] == name);
+        if let Some(name) = name {
+            records.retain(|r| r.module == name);
         }
         if json {
-            self.out.data(&records.to_string());
+            self.out.data(&serde_json::to_string(&records)?);
         } else {
             self.out.data(&rollout_table(&records).to_string());
         }
@@ -248,7 +258,7 @@ impl<'a> Admin<'a> {
     }
 
     pub(crate) async fn retry(&self, name: &str, version: &Version) -> anyhow::Result<()> {
-        self.send(
+        self.send::<serde::de::IgnoredAny>(
             self.post(&format!("/rollouts/{name}/{version}/retry")),
             &format!("retry the rollout of {name}@{version}"),
         )
@@ -316,6 +326,25 @@ pub(crate) fn redis_config(url: Option<String>) -> Option<RedisConfig> {
     }
 }
 
+/// What `status --json` prints.
+#[derive(Serialize)]
+struct StatusReport<'a> {
+    bases: Vec<BaseStatus<'a>>,
+    rollouts: &'a [RolloutRecord],
+    /// Where the rollout records came from: the Redis URL or a base's admin URL.
+    rollouts_from: Option<&'a str>,
+}
+
+/// One base in `status --json`: its modules, or why it did not answer.
+#[derive(Serialize)]
+struct BaseStatus<'a> {
+    base: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modules: Option<&'a [ModuleInfo]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
 /// `status`: every base's modules (a base that does not answer gets a row saying so, and the
 /// command fails after printing the others), then the cluster's rollouts from Redis or from
 /// the first base that answers.
@@ -329,17 +358,18 @@ pub(crate) async fn status(
     for admin in admins {
         bases.push((admin, admin.modules().await));
     }
-    let mut rollouts = Value::Null;
+    let mut rollouts = Vec::new();
     let mut rollouts_from = None;
     if let Some(redis) = &redis {
         let at = redis.url.clone().unwrap_or_default();
-        match koupleless::rollout::records_from_redis(redis).await {
+        match koupleless_release::coordination::records_from_redis(redis).await {
             Ok(records) => {
-                rollouts = serde_json::to_value(records)?;
+                rollouts = records;
                 rollouts_from = Some(at);
             }
             Err(e) => out.step(&format!(
-                "warning: cannot read the rollout records from Redis at {at} ({e}); showing what a base reports"
+                "warning: cannot read the rollout records from Redis at {at} ({:#}); showing what a base reports",
+                anyhow::Error::from(e)
             )),
         }
     }
@@ -359,21 +389,19 @@ pub(crate) async fn status(
         .filter_map(|(_, modules)| modules.as_ref().err().map(|e| format!("{e:#}")))
         .collect();
     if json {
-        let bases: Vec<Value> = bases
-            .iter()
-            .map(|(admin, modules)| match modules {
-                Ok(modules) => serde_json::json!({ "base": admin.url, "modules": modules }),
-                Err(e) => serde_json::json!({ "base": admin.url, "error": format!("{e:#}") }),
-            })
-            .collect();
-        out.data(
-            &serde_json::json!({
-                "bases": bases,
-                "rollouts": rollouts,
-                "rollouts_from": rollouts_from,
-            })
-            .to_string(),
-        );
+        let report = StatusReport {
+            bases: bases
+                .iter()
+                .map(|(admin, modules)| BaseStatus {
+                    base: &admin.url,
+                    modules: modules.as_deref().ok(),
+                    error: modules.as_ref().err().map(|e| format!("{e:#}")),
+                })
+                .collect(),
+            rollouts: &rollouts,
+            rollouts_from: rollouts_from.as_deref(),
+        };
+        out.data(&serde_json::to_string(&report)?);
     } else {
         let mut table = table(&["BASE", "MODULE", "VERSION", "STATE", "HEALTH", "IN FLIGHT"]);
         for (admin, modules) in &bases {
@@ -391,28 +419,25 @@ pub(crate) async fn status(
                     continue;
                 }
             };
-            for m in modules.as_array().into_iter().flatten() {
-                let health = match &m["health"] {
-                    Value::Null => "-".to_owned(),
-                    Value::String(s) => s.clone(),
-                    other => other
-                        .as_object()
-                        .and_then(|o| o.iter().next())
-                        .map(|(k, v)| format!("{k}: {}", text(v)))
-                        .unwrap_or_else(|| other.to_string()),
+            for m in modules {
+                let health = match &m.health {
+                    None => "-".to_owned(),
+                    Some(Health::Up) => "up".to_owned(),
+                    Some(Health::Degraded(why)) => format!("degraded: {why}"),
+                    Some(Health::Down(why)) => format!("down: {why}"),
                 };
                 table.add_row([
                     admin.url.clone(),
-                    text(&m["name"]),
-                    text(&m["version"]),
-                    text(&m["state"]),
+                    m.name.clone(),
+                    m.version.to_string(),
+                    m.state.to_string(),
                     health,
-                    text(&m["in_flight"]),
+                    m.in_flight.to_string(),
                 ]);
             }
         }
         out.data(&table.to_string());
-        if rollouts.as_array().is_some_and(|r| !r.is_empty()) {
+        if !rollouts.is_empty() {
             let from = rollouts_from.as_deref().unwrap_or("-");
             out.data(&format!(
                 "\nrollouts (from {from})\n{}",
@@ -426,26 +451,23 @@ pub(crate) async fn status(
     Ok(())
 }
 
-fn rollout_table(records: &Value) -> Table {
+fn rollout_table(records: &[RolloutRecord]) -> Table {
     let mut table = table(&["MODULE", "VERSION", "STATUS", "PODS", "FAILURE"]);
-    for r in records.as_array().into_iter().flatten() {
-        let pods = r["pods"]
-            .as_object()
-            .map(|pods| {
-                pods.iter()
-                    .map(|(pod, p)| format!("{pod}: {}", text(&p["outcome"])))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        let failure = match &r["failure"] {
-            Value::Null => "-".to_owned(),
-            f => format!("{}: {}", text(&f["pod"]), text(&f["reason"])),
+    for r in records {
+        let pods = r
+            .pods
+            .iter()
+            .map(|(pod, p)| format!("{pod}: {}", p.outcome))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let failure = match &r.failure {
+            None => "-".to_owned(),
+            Some(f) => format!("{}: {}", f.pod, f.reason),
         };
         table.add_row([
-            text(&r["module"]),
-            text(&r["version"]),
-            text(&r["status"]),
+            r.module.clone(),
+            r.version.to_string(),
+            r.status.to_string(),
             pods,
             failure,
         ]);
@@ -459,12 +481,4 @@ fn table(header: &[&str]) -> Table {
         .load_preset(UTF8_FULL_CONDENSED)
         .set_header(header.to_vec());
     table
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
 }

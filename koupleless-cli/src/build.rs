@@ -7,7 +7,8 @@ use std::{
 };
 
 use anyhow::{Context, bail, ensure};
-use koupleless::{Manifest, StorageConfig, Strategy, Version};
+use koupleless_config::StorageConfig;
+use koupleless_wire::{Manifest, Strategy, Version};
 
 use crate::output::Out;
 
@@ -22,6 +23,21 @@ const PROFILE_SETTINGS: &[&str] = &[
     "profile.wasm-module.strip=true",
     "profile.wasm-module.debug=false",
 ];
+
+/// The part of a line of cargo's `--message-format json` output this tool reads.
+#[derive(serde::Deserialize)]
+struct CargoMessage {
+    reason: String,
+    #[serde(default)]
+    target: Option<CargoTarget>,
+    #[serde(default)]
+    filenames: Vec<PathBuf>,
+}
+
+#[derive(serde::Deserialize)]
+struct CargoTarget {
+    kind: Vec<String>,
+}
 
 /// A built component and what it embeds.
 pub(crate) struct Component {
@@ -78,24 +94,21 @@ pub(crate) fn build(
     let mut wasm = None;
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+        let Ok(message) = serde_json::from_str::<CargoMessage>(&line) else {
             continue;
         };
-        if message["reason"] != "compiler-artifact" {
+        let is_cdylib = message
+            .target
+            .is_some_and(|t| t.kind.iter().any(|k| k == "cdylib"));
+        if message.reason != "compiler-artifact" || !is_cdylib {
             continue;
         }
-        let kinds = message["target"]["kind"].to_string();
-        if !kinds.contains("cdylib") {
-            continue;
-        }
-        if let Some(file) = message["filenames"]
-            .as_array()
+        if let Some(file) = message
+            .filenames
             .into_iter()
-            .flatten()
-            .filter_map(|f| f.as_str())
-            .find(|f| f.ends_with(".wasm"))
+            .find(|f| f.extension().is_some_and(|e| e == "wasm"))
         {
-            wasm = Some(PathBuf::from(file));
+            wasm = Some(file);
         }
     }
     let status = child.wait()?;
@@ -114,7 +127,7 @@ pub(crate) fn build(
     let component = read(&wasm)?;
     let Some(manifest) = &component.manifest else {
         bail!(
-            "{} embeds no koupleless manifest; put #[koupleless::module(name = \"…\", prefix = \"/…\")] on the module's `impl Module`",
+            "{} embeds no koupleless manifest; put #[koupleless_module::module(name = \"…\", prefix = \"/…\")] on the module's `impl Module`",
             wasm.display()
         );
     };
@@ -148,7 +161,7 @@ pub(crate) fn component(
 fn read(path: &Path) -> anyhow::Result<Component> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let label = path.display().to_string();
-    let manifest = koupleless::wasm::embedded_manifest(&bytes, &label)?;
+    let manifest = koupleless_release::embedded_manifest(&bytes, &label)?;
     Ok(Component {
         path: path.to_owned(),
         bytes,
@@ -202,7 +215,7 @@ pub(crate) async fn release(
     }
     let size = component.bytes.len() as u64;
     let bar = out.upload_bar(size, format!("uploading {name}@{version} to {url}"));
-    let published = koupleless::storage::publish_with_progress(
+    let published = koupleless_release::publish_with_progress(
         &config,
         &name,
         &version,

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use koupleless::{LoadedConfig, figment::Figment};
+use figment::Figment;
+use koupleless_config::LoadedConfig;
 use serde_json::Value;
 
 use crate::output::Out;
@@ -20,14 +21,9 @@ pub(crate) fn doctor(file: Option<&Path>, out: &Out) -> anyhow::Result<()> {
         Some(file) => LoadedConfig::figment_with_file(file),
         None => LoadedConfig::figment(),
     };
+    // Each module's section is checked as the configuration loads.
     let loaded = LoadedConfig::from_figment(figment)
         .map_err(|e| anyhow!("the configuration is invalid:\n{e}"))?;
-    // Each module's own section, as the base hands it over.
-    for name in loaded.config.modules.keys() {
-        loaded
-            .module_settings(name)
-            .map_err(|e| anyhow!("the configuration is invalid:\n{e}"))?;
-    }
     let value = serde_json::to_value(&loaded.config)?;
     let mut rows = Vec::new();
     flatten(&value, String::new(), &mut rows);
@@ -78,13 +74,13 @@ fn source(figment: &Figment, key: &str) -> String {
         return "default".to_owned();
     };
     match &metadata.source {
-        Some(koupleless::figment::Source::File(path)) => format!("file {}", path.display()),
+        Some(figment::Source::File(path)) => format!("file {}", path.display()),
         _ if metadata.name.contains("environment") => format!(
             "environment variable KOUPLELESS_{}",
             key.split('.').collect::<Vec<_>>().join("__").to_uppercase()
         ),
         // Values serialized in code: the library's (or the application's) defaults.
-        Some(koupleless::figment::Source::Code(_)) => "default".to_owned(),
+        Some(figment::Source::Code(_)) => "default".to_owned(),
         _ => metadata.name.to_string(),
     }
 }

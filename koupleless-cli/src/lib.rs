@@ -15,7 +15,7 @@ mod output;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use koupleless::{Strategy, Version};
+use koupleless_wire::{Strategy, Version};
 
 use crate::{admin::Admin, output::Out};
 
@@ -81,7 +81,7 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
         /// Upgrade strategy: swap, drain, installOnly, uninstallThenInstall.
-        #[arg(long, value_parser = parse_strategy)]
+        #[arg(long)]
         strategy: Option<Strategy>,
         #[command(flatten)]
         base: BaseArgs,
@@ -106,7 +106,7 @@ enum Command {
         #[arg(long)]
         version: Option<Version>,
         /// Upgrade strategy.
-        #[arg(long, value_parser = parse_strategy)]
+        #[arg(long)]
         strategy: Option<Strategy>,
         #[command(flatten)]
         base: BaseArgs,
@@ -158,12 +158,6 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-}
-
-fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-        format!("`{s}` is not a strategy; use swap, drain, installOnly or uninstallThenInstall")
-    })
 }
 
 /// Runs the tool on `args` (the first one is the program name), as the `koupleless` binary

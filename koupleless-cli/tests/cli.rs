@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-#[path = "../../koupleless-rs/tests/support/redis.rs"]
+#[path = "../../koupleless-rs/tests/it/support/redis.rs"]
 mod redis;
 
 use koupleless::{

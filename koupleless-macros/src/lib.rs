@@ -1,5 +1,6 @@
-//! Procedural macros for koupleless modules. Use them through the `koupleless` crate:
-//! `#[koupleless::module(...)]`.
+//! Procedural macros for koupleless modules. Use them through the `koupleless-module` crate
+//! (`#[koupleless_module::module(...)]`), or through `koupleless` in a base that compiles its
+//! modules in (`#[koupleless::module(...)]`).
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -52,6 +53,7 @@ fn expand(
     item: &mut ItemImpl,
 ) -> Result<proc_macro2::TokenStream, Error> {
     let declared = declared(args)?;
+    let krate = api_crate()?;
     if let Some(existing) = item.items.iter().find_map(|i| match i {
         ImplItem::Fn(f) if f.sig.ident == "manifest" => Some(f),
         _ => None,
@@ -67,10 +69,10 @@ fn expand(
         prefix,
     } = &declared;
     item.items.push(syn::parse_quote! {
-        fn manifest(&self) -> ::koupleless::Manifest {
-            ::koupleless::Manifest::new(
+        fn manifest(&self) -> #krate::Manifest {
+            #krate::Manifest::new(
                 #name,
-                ::koupleless::Version::parse(#version).expect("checked by #[koupleless::module]"),
+                #krate::Version::parse(#version).expect("checked by #[koupleless::module]"),
                 #prefix,
             )
         }
@@ -86,8 +88,31 @@ fn expand(
         #item
 
         #[cfg(target_family = "wasm")]
-        ::koupleless::__wasm_export!(#self_ty, #manifest);
+        #krate::__wasm_export!(#self_ty, #manifest);
     })
+}
+
+/// The path of the crate the generated code names: `koupleless-module` when the calling crate
+/// depends on it (under whatever name), else `koupleless`.
+fn api_crate() -> Result<proc_macro2::TokenStream, Error> {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    for (package, own_name) in [
+        ("koupleless-module", "koupleless_module"),
+        ("koupleless", "koupleless"),
+    ] {
+        let name = match crate_name(package) {
+            // The crate itself (its doctests and tests) names itself by its own name.
+            Ok(FoundCrate::Itself) => own_name.to_owned(),
+            Ok(FoundCrate::Name(name)) => name,
+            Err(_) => continue,
+        };
+        let ident = syn::Ident::new(&name, Span::call_site());
+        return Ok(quote!(::#ident));
+    }
+    Err(Error::new(
+        Span::call_site(),
+        "#[koupleless::module] needs the `koupleless-module` crate (or `koupleless`, for a base) in [dependencies]",
+    ))
 }
 
 fn declared(args: Punctuated<syn::MetaNameValue, Token![,]>) -> Result<Declared, Error> {

@@ -3,28 +3,19 @@
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use figment::Figment;
-use ractor::Actor;
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use koupleless_config::{Config, LoadedConfig, ProbeListeners};
+use koupleless_module::{InMemoryKeyValue, KeyValueBackend, Module, Resources};
+use koupleless_release::{
+    Store,
+    coordination::{Coordination, LocalCoordination, RedisCoordination},
+};
+use koupleless_wire::InstallRequest;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    actors::{
-        base::{BaseActor, BaseArgs, BaseEnv, RolloutSetup},
-        health_supervisor::HealthReport,
-    },
-    admin::admin_router,
-    catalog::Catalog,
-    config::{Config, LoadedConfig, ProbeListeners},
-    error::BaseError,
-    handle::BaseHandle,
-    health::probe_routes,
-    info::InstallRequest,
-    kv::{InMemoryKeyValue, KeyValueBackend},
-    module::Module,
-    resources::Resources,
-    rollout::{Coordination, local::LocalCoordination, redis::RedisCoordination},
-    routing::SharedRouter,
-    storage::Storage,
+    admin::admin_router, base_env::BaseEnv, catalog::Catalog, error::BaseError, handle::BaseHandle,
+    probes::probe_routes, report::Chain, routing::SharedRouter, wiring,
 };
 
 /// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
@@ -40,6 +31,7 @@ impl Base {
             modules: Vec::new(),
             resources: Resources::default(),
             key_value: None,
+            telemetry: true,
         }
     }
 }
@@ -51,6 +43,7 @@ pub struct BaseBuilder {
     resources: Resources,
     /// Unset: Redis when `redis.url` is configured, else in process.
     key_value: Option<Arc<dyn KeyValueBackend>>,
+    telemetry: bool,
 }
 
 impl BaseBuilder {
@@ -71,6 +64,15 @@ impl BaseBuilder {
     /// configured, else the base's memory).
     pub fn key_value(mut self, backend: impl KeyValueBackend) -> Self {
         self.key_value = Some(Arc::new(backend));
+        self
+    }
+
+    /// Whether the base sets up telemetry when it starts (default: yes). On, it installs a
+    /// `tracing` subscriber from `[log]` and a Prometheus recorder for `/metrics`, each only
+    /// if the application has not installed one already. Off, it installs neither: logs and
+    /// metrics go to whatever the application sets up, and `/metrics` says so.
+    pub fn telemetry(mut self, install: bool) -> Self {
+        self.telemetry = install;
         self
     }
 
@@ -98,16 +100,22 @@ impl BaseBuilder {
     /// Binds the listeners, starts the actors, installs the boot modules, and returns.
     pub async fn start(self) -> Result<RunningBase, BaseError> {
         let figment = self.figment.unwrap_or_else(LoadedConfig::figment);
-        let LoadedConfig { config, figment } = LoadedConfig::from_figment(figment)?;
-        crate::telemetry::init(&config.log);
-        crate::metrics::prometheus();
+        let LoadedConfig {
+            config,
+            figment,
+            modules,
+        } = LoadedConfig::from_figment(figment)?;
+        if self.telemetry {
+            crate::telemetry::init(&config.log);
+            crate::metrics::install_prometheus();
+        }
         let config = Arc::new(config);
 
         let mut catalog = Catalog::default();
         for module in self.modules {
             catalog.add(module)?;
         }
-        let boot = boot_list(&catalog, &figment)?;
+        let boot = boot_list(&catalog, &modules);
 
         let app_listener = bind("server.listen", config.server.listen).await?;
         let admin_listener = match config.admin.enabled {
@@ -115,12 +123,9 @@ impl BaseBuilder {
             false => None,
         };
 
-        let redis_pool = match &config.redis.url {
-            Some(url) => Some(crate::redis::pool(&config.redis, url)?),
-            None => None,
-        };
-        let storage = match config.storage.enabled {
-            true => Some(Arc::new(Storage::open(&config.storage)?)),
+        let redis_pool = koupleless_release::redis::pool(&config.redis)?;
+        let store = match config.storage.enabled {
+            true => Some(Arc::new(Store::open(&config.storage)?)),
             false => None,
         };
         let coordination: Arc<dyn Coordination> = match &redis_pool {
@@ -134,46 +139,26 @@ impl BaseBuilder {
         };
 
         let router = SharedRouter::new();
-        let env = Arc::new(BaseEnv {
-            config: Arc::clone(&config),
+        let key_value: Arc<dyn KeyValueBackend> = match (self.key_value, redis_pool) {
+            (Some(backend), _) => backend,
+            (None, Some(pool)) => Arc::new(crate::RedisKeyValue::new(
+                pool,
+                &config.redis.key_prefix,
+                config.redis.timeout,
+            )),
+            (None, None) => Arc::new(InMemoryKeyValue::default()),
+        };
+        let env = Arc::new(BaseEnv::new(
+            Arc::clone(&config),
             figment,
-            resources: self.resources,
-            key_value: match (self.key_value, redis_pool) {
-                (Some(backend), _) => backend,
-                (None, Some(pool)) => Arc::new(crate::redis::RedisKeyValue::new(
-                    pool,
-                    &config.redis.key_prefix,
-                    config.redis.timeout,
-                )),
-                (None, None) => Arc::new(InMemoryKeyValue::default()),
-            },
-            router: router.clone(),
+            modules,
+            self.resources,
+            key_value,
+            router.clone(),
             catalog,
-            op_locks: Default::default(),
-            wasm: Default::default(),
-        });
-        let (publish, report) = watch::channel(HealthReport::initial());
-        let (children_tx, children_rx) = tokio::sync::oneshot::channel();
-        let (base, _) = Actor::spawn(
-            None,
-            BaseActor,
-            BaseArgs {
-                env,
-                publish,
-                rollout: RolloutSetup {
-                    storage,
-                    coordination,
-                    pod: config.rollout.pod_name(),
-                },
-                children: children_tx,
-            },
-        )
-        .await
-        .map_err(|e| BaseError::Internal(format!("the base actor failed to start: {e}")))?;
-        let children = children_rx
-            .await
-            .map_err(|_| BaseError::Internal("the base's actors did not start".to_owned()))?;
-        let handle = BaseHandle::new(base, children, report, config.health.tick_interval);
+        ));
+        let actors = wiring::spawn(env, coordination, store).await?;
+        let handle = BaseHandle::new(actors, config.health.tick_interval);
 
         let probes = |on: ProbeListeners| {
             (config.health.listeners == on || config.health.listeners == ProbeListeners::Both)
@@ -205,7 +190,7 @@ impl BaseBuilder {
 
         for name in boot {
             if let Err(err) = handle.install(InstallRequest::new(name.clone())).await {
-                tracing::error!(module = %name, error = %err, "boot install failed; the base keeps running without it");
+                tracing::error!(module = %name, error = %Chain(&err), "boot install failed; the base keeps running without it");
             }
         }
         handle.boot_done();
@@ -223,10 +208,10 @@ impl BaseBuilder {
     }
 }
 
-fn boot_list(catalog: &Catalog, figment: &Figment) -> Result<Vec<String>, BaseError> {
+fn boot_list(catalog: &Catalog, modules: &koupleless_config::ModulesConfig) -> Vec<String> {
     let mut boot = Vec::new();
     for name in catalog.names() {
-        let settings: crate::config::ModuleSettings = crate::config::module_section(figment, name)?;
+        let settings = modules.get(name).settings();
         match &settings.version {
             // A pinned version that is not compiled in comes from storage.
             Some(pin) if !catalog.has(name, pin) => {
@@ -236,7 +221,7 @@ fn boot_list(catalog: &Catalog, figment: &Figment) -> Result<Vec<String>, BaseEr
             _ => {}
         }
     }
-    Ok(boot)
+    boot
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, BaseError> {
@@ -248,9 +233,10 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, BaseEr
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, BaseError> {
-    listener
-        .local_addr()
-        .map_err(|e| BaseError::Internal(format!("listener has no address: {e}")))
+    listener.local_addr().map_err(|e| BaseError::Internal {
+        what: "a listener has no address".to_owned(),
+        source: Some(Box::new(e)),
+    })
 }
 
 fn serve<S>(listener: TcpListener, service: S, stop: CancellationToken) -> JoinHandle<()>
@@ -269,7 +255,7 @@ where
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(err) = served {
-            tracing::error!(error = %err, "listener failed");
+            tracing::error!(error = %Chain(&err), "listener failed");
         }
     })
 }

@@ -2,7 +2,9 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{error::BaseError, manifest::Version, module::Module};
+use koupleless_module::{Module, Version};
+
+use crate::error::BaseError;
 
 /// Every native module version the base can install, in registration order of names.
 #[derive(Clone, Default)]

@@ -1,12 +1,19 @@
 //! Errors of the base's operations; each says what went wrong and what to do.
 
-use http::StatusCode;
+use std::error::Error;
 
-use crate::{config::ConfigError, manifest::ManifestError};
+use http::StatusCode;
+use koupleless_config::ConfigError;
+use koupleless_module::{ManifestError, ModuleKey};
+
+use crate::report::Chain;
+
+/// Any error, as a source.
+pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Why an operation on the base failed. The message names the module and the fix; when a
 /// version keeps serving despite the failure, the message says which.
-#[derive(Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BaseError {
     /// No module of this name (and version) is known to the base.
@@ -31,42 +38,22 @@ pub enum BaseError {
     #[error(transparent)]
     InvalidManifest(#[from] ManifestError),
     /// Two modules claim overlapping route prefixes.
-    #[error(
-        "route prefix `{prefix}` of module `{module}` conflicts with prefix `{other_prefix}` of installed module `{other}`; give one of them another prefix, or uninstall `{other}` first"
-    )]
-    RouteConflict {
-        /// The module being installed.
-        module: String,
-        /// Its prefix.
-        prefix: String,
-        /// The installed module it collides with.
-        other: String,
-        /// That module's prefix.
-        other_prefix: String,
-    },
+    #[error(transparent)]
+    RouteConflict(Box<RouteConflict>),
     /// The new version failed to start or to pass its first health check.
-    #[error("module `{module}` failed to {phase}: {reason}; {}", serving_note(.serving))]
-    StartFailed {
-        /// `name@version` that failed.
-        module: String,
-        /// `start` or `pass its first health check`.
-        phase: &'static str,
-        /// What the module said.
-        reason: String,
-        /// The version still serving, if any.
-        serving: Option<String>,
-    },
+    #[error(transparent)]
+    StartFailed(Box<StartFailed>),
     /// The operation does not apply to the module's current state.
     #[error("module `{module}`: {message}")]
     InvalidState {
-        /// `name@version`.
-        module: String,
+        /// The version.
+        module: ModuleKey,
         /// Why, and what to do instead.
         message: String,
     },
     /// A wasm artifact could not be read, compiled or linked; nothing was installed.
     #[error("{0}; nothing was installed and the current version keeps serving")]
-    Artifact(#[from] crate::wasm::WasmError),
+    Artifact(crate::wasm::WasmError),
     /// The base's configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -84,14 +71,32 @@ pub enum BaseError {
     /// that is not the release's fault (the rollout lease was lost, the download failed).
     #[error("install of `{module}` aborted: {reason}; the current version keeps serving")]
     Aborted {
-        /// `name@version`.
-        module: String,
+        /// The version.
+        module: ModuleKey,
         /// Why.
         reason: String,
     },
-    /// A dependency of the control loop (Redis, the storage location) did not answer.
-    #[error("{0}; serving is not affected")]
-    Unavailable(String),
+    /// A dependency of the control loop (Redis, the storage location) did not answer; the
+    /// source says what it answered.
+    #[error("{what} did not answer; serving is not affected")]
+    Unavailable {
+        /// The dependency, for people.
+        what: &'static str,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// A part of the base did not answer within the time it is given: it is busy (a long
+    /// install) or stuck; the operation was not taken.
+    #[error(
+        "{actor} did not answer within {waited}; try again, and look at the base's log if it persists"
+    )]
+    Unresponsive {
+        /// Which part.
+        actor: &'static str,
+        /// How long it was waited for.
+        waited: String,
+    },
     /// The base is shutting down and takes no more operations.
     #[error("the base is shutting down and takes no more operations")]
     ShuttingDown,
@@ -101,16 +106,57 @@ pub enum BaseError {
     )]
     ShutdownTimedOut(String),
     /// An internal failure of the base; the message says where.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {what}")]
+    Internal {
+        /// What failed.
+        what: String,
+        /// Why, when another error says so.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
-// `main() -> Result<(), BaseError>` prints the error with `Debug`; make that the sentence
-// a person can act on rather than the enum's structure.
-impl std::fmt::Debug for BaseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
+impl From<crate::wasm::WasmError> for BaseError {
+    fn from(err: crate::wasm::WasmError) -> Self {
+        BaseError::Artifact(err)
     }
+}
+
+impl BaseError {
+    /// The whole message: this error and every error behind it.
+    pub fn report(&self) -> String {
+        Chain(self).to_string()
+    }
+}
+
+/// Two modules claim overlapping route prefixes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "route prefix `{prefix}` of module `{module}` conflicts with prefix `{other_prefix}` of installed module `{other}`; give one of them another prefix, or uninstall `{other}` first"
+)]
+pub struct RouteConflict {
+    /// The module being installed.
+    pub module: ModuleKey,
+    /// Its prefix.
+    pub prefix: String,
+    /// The installed module it collides with.
+    pub other: ModuleKey,
+    /// That module's prefix.
+    pub other_prefix: String,
+}
+
+/// A new version failed to start or to pass its first health check.
+#[derive(Debug, thiserror::Error)]
+#[error("module `{module}` failed to {phase}: {reason}; {}", serving_note(.serving))]
+pub struct StartFailed {
+    /// The version that failed.
+    pub module: ModuleKey,
+    /// `start` or `pass its first health check`.
+    pub phase: &'static str,
+    /// What the module said.
+    pub reason: String,
+    /// The version still serving, if any.
+    pub serving: Option<ModuleKey>,
 }
 
 fn version_suffix(version: &Option<String>) -> String {
@@ -120,7 +166,7 @@ fn version_suffix(version: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-fn serving_note(serving: &Option<String>) -> String {
+fn serving_note(serving: &Option<ModuleKey>) -> String {
     match serving {
         Some(v) => format!("`{v}` keeps serving"),
         None => "no version of it is serving".to_owned(),
@@ -135,18 +181,15 @@ impl BaseError {
                 StatusCode::NOT_FOUND
             }
             BaseError::InvalidManifest(_) | BaseError::Config(_) => StatusCode::BAD_REQUEST,
-            BaseError::RouteConflict { .. } | BaseError::InvalidState { .. } => {
-                StatusCode::CONFLICT
-            }
-            BaseError::StartFailed { .. } | BaseError::Artifact(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            BaseError::ShuttingDown | BaseError::Aborted { .. } | BaseError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            BaseError::Bind { .. } | BaseError::ShutdownTimedOut(_) | BaseError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            BaseError::RouteConflict(_) | BaseError::InvalidState { .. } => StatusCode::CONFLICT,
+            BaseError::StartFailed(_) | BaseError::Artifact(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            BaseError::ShuttingDown
+            | BaseError::Aborted { .. }
+            | BaseError::Unavailable { .. }
+            | BaseError::Unresponsive { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            BaseError::Bind { .. }
+            | BaseError::ShutdownTimedOut(_)
+            | BaseError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -157,8 +200,8 @@ impl BaseError {
         matches!(
             self,
             BaseError::InvalidManifest(_)
-                | BaseError::RouteConflict { .. }
-                | BaseError::StartFailed { .. }
+                | BaseError::RouteConflict(_)
+                | BaseError::StartFailed(_)
                 | BaseError::Artifact(_)
                 | BaseError::Config(_)
         )
@@ -170,17 +213,18 @@ impl BaseError {
             BaseError::UnknownModule { .. } => "UNKNOWN_MODULE",
             BaseError::NotInstalled { .. } => "NOT_INSTALLED",
             BaseError::InvalidManifest(_) => "INVALID_MANIFEST",
-            BaseError::RouteConflict { .. } => "ROUTE_CONFLICT",
-            BaseError::StartFailed { .. } => "START_FAILED",
+            BaseError::RouteConflict(_) => "ROUTE_CONFLICT",
+            BaseError::StartFailed(_) => "START_FAILED",
             BaseError::Artifact(_) => "INVALID_ARTIFACT",
             BaseError::InvalidState { .. } => "INVALID_STATE",
             BaseError::Config(_) => "INVALID_CONFIG",
             BaseError::Bind { .. } => "BIND_FAILED",
             BaseError::Aborted { .. } => "ABORTED",
-            BaseError::Unavailable(_) => "UNAVAILABLE",
+            BaseError::Unavailable { .. } => "UNAVAILABLE",
+            BaseError::Unresponsive { .. } => "UNRESPONSIVE",
             BaseError::ShuttingDown => "SHUTTING_DOWN",
             BaseError::ShutdownTimedOut(_) => "SHUTDOWN_TIMEOUT",
-            BaseError::Internal(_) => "INTERNAL",
+            BaseError::Internal { .. } => "INTERNAL",
         }
     }
 }

@@ -2,27 +2,27 @@
 
 use std::time::Duration;
 
-use ractor::{ActorRef, rpc::CallResult};
+use koupleless_config::ConfigError;
+use koupleless_module::{ModuleKey, Version};
+use koupleless_wire::{
+    HealthReport, InstallRequest, ModuleInfo, RolloutRecord, RouteInfo, ScanReport, Strategy,
+};
+use ractor::ActorRef;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::{
-        base::{ArtifactInstall, BaseMsg, Children},
-        health_supervisor::{HealthMsg, HealthReport, heartbeat_fresh},
+        base::BaseMsg, health_supervisor::HealthMsg, rollout_coordinator::RolloutMsg,
+        storage_watcher::WatcherMsg,
     },
-    config::Strategy,
+    call::{QUERY_TIMEOUT, call},
     error::BaseError,
-    info::{InstallRequest, ModuleInfo, RouteInfo},
-    manifest::Version,
-    rollout::{RolloutRecord, coordinator::RolloutMsg},
-    storage::watcher::{ScanReport, WatcherMsg},
+    health::{HealthChange, Stamped},
+    install::{ArtifactInstall, InstallSource},
     wasm::ManifestOverrides,
+    wiring::Actors,
 };
-
-/// Redis or storage did not answer.
-fn unavailable(why: String) -> BaseError {
-    BaseError::Unavailable(why)
-}
 
 /// A cheap, cloneable handle on a running base.
 #[derive(Clone)]
@@ -31,60 +31,57 @@ pub struct BaseHandle {
     health: ActorRef<HealthMsg>,
     rollout: ActorRef<RolloutMsg>,
     watcher: Option<ActorRef<WatcherMsg>>,
-    report: watch::Receiver<HealthReport>,
+    report: watch::Receiver<Stamped>,
     tick: Duration,
 }
 
-impl BaseHandle {
-    pub(crate) fn new(
-        base: ActorRef<BaseMsg>,
-        children: Children,
-        report: watch::Receiver<HealthReport>,
-        tick: Duration,
-    ) -> Self {
-        Self {
-            base,
-            health: children.health,
-            rollout: children.rollout,
-            watcher: children.watcher,
-            report,
-            tick,
-        }
-    }
+const BASE: &str = "the base actor";
+const ROLLOUT: &str = "the rollout coordinator";
+const WATCHER: &str = "the storage watcher";
 
-    async fn ask<T: Send + 'static>(
-        &self,
-        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> BaseMsg,
-    ) -> Result<T, BaseError> {
-        match self.base.call(msg, None).await {
-            Ok(CallResult::Success(v)) => Ok(v),
-            _ => Err(BaseError::ShuttingDown),
+impl BaseHandle {
+    pub(crate) fn new(actors: Actors, tick: Duration) -> Self {
+        Self {
+            base: actors.base,
+            health: actors.health,
+            rollout: actors.rollout,
+            watcher: actors.watcher,
+            report: actors.report,
+            tick,
         }
     }
 
     /// Installs (or upgrades to) a module version; returns its record once it is activated
     /// (or deactivated, for `installOnly`).
     pub async fn install(&self, request: InstallRequest) -> Result<ModuleInfo, BaseError> {
-        self.ask(|r| BaseMsg::Install(request, r)).await?
+        self.operation(|r| BaseMsg::Install(InstallSource::Request(request), r))
+            .await
     }
 
     /// Installs (or upgrades to) the wasm component in `bytes`. `name`, `version` and
-    /// `prefix` replace what it embeds; `label` names it in messages.
+    /// `prefix` replace what it embeds (each may be `None`); `label` names it in messages.
     pub async fn install_component(
         &self,
         label: &str,
         bytes: Vec<u8>,
-        overrides: ManifestOverrides,
+        name: Option<String>,
+        version: Option<Version>,
+        prefix: Option<String>,
         strategy: Option<Strategy>,
     ) -> Result<ModuleInfo, BaseError> {
         let artifact = ArtifactInstall {
             location: label.to_owned(),
             bytes,
-            overrides,
+            overrides: ManifestOverrides {
+                name,
+                version,
+                prefix,
+            },
             strategy,
-            abort: tokio_util::sync::CancellationToken::new(),
+            abort: CancellationToken::new(),
         };
-        self.ask(|r| BaseMsg::InstallArtifact(artifact, r)).await?
+        self.operation(|r| BaseMsg::Install(InstallSource::Artifact(artifact), r))
+            .await
     }
 
     /// Deactivates, drains and stops a version (the active one when `version` is `None`).
@@ -94,30 +91,37 @@ impl BaseHandle {
         version: Option<Version>,
     ) -> Result<ModuleInfo, BaseError> {
         let name = name.to_owned();
-        self.ask(|r| BaseMsg::Uninstall(name, version, r)).await?
+        self.operation(|r| BaseMsg::Uninstall(name, version, r))
+            .await
     }
 
     /// Activates a deactivated version; the active one becomes deactivated (kept for rollback).
     pub async fn switch(&self, name: &str, version: Version) -> Result<ModuleInfo, BaseError> {
         let name = name.to_owned();
-        self.ask(|r| BaseMsg::Switch(name, version, r)).await?
+        self.operation(|r| BaseMsg::Switch(name, version, r)).await
+    }
+
+    /// An operation answers when it is done; its steps are bounded by their own timeouts.
+    async fn operation(
+        &self,
+        message: impl FnOnce(crate::call::Reply<ModuleInfo>) -> BaseMsg,
+    ) -> Result<ModuleInfo, BaseError> {
+        call(&self.base, BASE, None, message).await?
     }
 
     /// Every module version the base knows about, with state and history.
     pub async fn modules(&self) -> Result<Vec<ModuleInfo>, BaseError> {
-        self.ask(BaseMsg::Query).await
+        call(&self.base, BASE, Some(QUERY_TIMEOUT), BaseMsg::Query).await
     }
 
     /// The merged route table.
     pub async fn routes(&self) -> Result<Vec<RouteInfo>, BaseError> {
-        self.ask(BaseMsg::Routes).await
+        call(&self.base, BASE, Some(QUERY_TIMEOUT), BaseMsg::Routes).await
     }
 
     /// The latest health report; `live` is false when the control loop has stopped ticking.
     pub fn health(&self) -> HealthReport {
-        let mut report = self.report.borrow().clone();
-        report.live = report.live && heartbeat_fresh(&report, self.tick);
-        report
+        self.report.borrow().current(self.tick)
     }
 
     /// Waits for the next change of the health report.
@@ -128,64 +132,76 @@ impl BaseHandle {
 
     /// Turns the admin traffic switch on or off.
     pub fn set_traffic(&self, on: bool) -> Result<(), BaseError> {
-        self.health
-            .cast(HealthMsg::Traffic(on))
-            .map_err(|_| BaseError::ShuttingDown)
+        self.tell_health(HealthChange::Traffic(on))
     }
 
     /// What the cluster knows about each release from storage: which bases installed it,
     /// which failed and why, and the lease timeline.
     pub async fn rollouts(&self) -> Result<Vec<RolloutRecord>, BaseError> {
-        match self.rollout.call(RolloutMsg::Records, None).await {
-            Ok(CallResult::Success(records)) => records.map_err(unavailable),
-            _ => Err(BaseError::ShuttingDown),
-        }
+        // The lease store's own timeout (`redis.timeout`) bounds the answer.
+        call(&self.rollout, ROLLOUT, None, RolloutMsg::Records)
+            .await?
+            .map_err(|e| unavailable("the rollout lease store", e))
     }
 
     /// Clears the failure that halted `name@version`, so bases install it again; `false`
     /// when it was not halted.
     pub async fn retry_rollout(&self, name: &str, version: Version) -> Result<bool, BaseError> {
-        let name = name.to_owned();
-        match self
-            .rollout
-            .call(|r| RolloutMsg::Retry(name, version, r), None)
-            .await
-        {
-            Ok(CallResult::Success(retried)) => retried.map_err(unavailable),
-            _ => Err(BaseError::ShuttingDown),
-        }
+        let release = ModuleKey::new(name, version);
+        call(&self.rollout, ROLLOUT, None, |r| {
+            RolloutMsg::Retry(release, r)
+        })
+        .await?
+        .map_err(|e| unavailable("the rollout lease store", e))
     }
 
     /// Lists the storage location now (instead of at the next poll) and installs what is
     /// due; answers what the listing found.
     pub async fn rescan(&self) -> Result<ScanReport, BaseError> {
         let Some(watcher) = &self.watcher else {
-            return Err(BaseError::Config(crate::config::ConfigError::invalid(
+            return Err(BaseError::Config(ConfigError::invalid(
                 "storage.enabled",
-                "is false: this base does not watch a storage location".to_owned(),
+                "is false: this base does not watch a storage location",
             )));
         };
-        match watcher.call(WatcherMsg::Rescan, None).await {
-            Ok(CallResult::Success(report)) => report.map_err(unavailable),
-            _ => Err(BaseError::ShuttingDown),
-        }
+        // The object store client's own timeouts bound the listing.
+        call(watcher, WATCHER, None, WatcherMsg::Rescan)
+            .await?
+            .map_err(|e| unavailable("the storage location", e))
     }
 
     pub(crate) fn boot_done(&self) {
-        let _ = self.health.cast(HealthMsg::BootDone);
+        let _ = self.tell_health(HealthChange::BootDone);
         let _ = self.rollout.cast(RolloutMsg::BootDone);
     }
 
     pub(crate) fn shutting_down(&self) {
-        let _ = self.health.cast(HealthMsg::ShuttingDown);
+        let _ = self.tell_health(HealthChange::ShuttingDown);
+    }
+
+    fn tell_health(&self, change: HealthChange) -> Result<(), BaseError> {
+        self.health
+            .cast(HealthMsg::Change(change))
+            .map_err(|_| BaseError::ShuttingDown)
     }
 
     pub(crate) async fn stop_modules(&self) -> Result<(), BaseError> {
-        self.ask(BaseMsg::Shutdown).await
+        call(&self.base, BASE, None, BaseMsg::Shutdown).await
     }
 
     pub(crate) fn actor(&self) -> &ActorRef<BaseMsg> {
         &self.base
+    }
+}
+
+/// A dependency of the control loop did not answer.
+fn unavailable(
+    what: &'static str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> BaseError {
+    BaseError::Unavailable {
+        what,
+        source: Box::new(source),
     }
 }
 

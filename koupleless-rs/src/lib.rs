@@ -24,8 +24,8 @@
 //! }
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), koupleless::BaseError> {
-//!     Base::builder().module(Payroll).run().await
+//! async fn main() -> anyhow::Result<()> {
+//!     Ok(Base::builder().module(Payroll).run().await?)
 //! }
 //! ```
 //!
@@ -33,94 +33,68 @@
 //! (`/livez`, `/readyz`, `/startupz`), and takes Arklet-compatible commands and Prometheus
 //! scrapes on its admin listener (`admin.listen`, default `127.0.0.1:1238`).
 //!
+//! ## What belongs here
+//!
+//! This crate is the base runtime: building and running a base ([`Base`], [`BaseHandle`]),
+//! its actors, the shared router, the wasm host, the admin API and the probes. What a module
+//! is made of comes from `koupleless-module` and is re-exported at the root, so a base that
+//! compiles its modules in needs this crate alone; a module built to be hot-deployed
+//! depends on `koupleless-module` instead, and links none of the runtime. The configuration
+//! model is `koupleless-config` (as [`config`]), the data of the admin API is
+//! `koupleless-wire`, and artifacts and rollout records outside a base are
+//! `koupleless-release`.
+//!
 //! ## Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `testing` | no | [`testing::ModuleHarness`]: unit-test a module without a base |
-//!
-//! ## Modules compiled to WebAssembly
-//!
-//! Built for `wasm32-wasip2`, this crate leaves the base out and becomes the guest side of
-//! the `koupleless:module` contract: the same [`Module`] trait, [`ModuleContext`] backed by
-//! the base's host functions, and [`module`](macro@module) exports the module as a
-//! component the base installs at run time. See the book's "Wasm modules" guide.
+//! | `aws` | yes | `storage.url = "s3://…"`: AWS S3 and S3-compatible stores |
+//! | `gcp` | no | `storage.url = "gs://…"`: Google Cloud Storage |
+//! | `azure` | no | `storage.url = "az://…"`: Azure Blob Storage |
+//! | `testing` | no | [`testing`]: unit-test a module without a base, and a base's test settings |
 
-#[cfg(not(target_family = "wasm"))]
-mod actors;
-#[cfg(not(target_family = "wasm"))]
-mod admin;
-#[cfg(not(target_family = "wasm"))]
-mod base;
-#[cfg(not(target_family = "wasm"))]
-mod catalog;
-mod client;
-#[cfg(not(target_family = "wasm"))]
-pub mod config;
-#[cfg_attr(target_family = "wasm", path = "guest/context.rs")]
-mod context;
-#[cfg(not(target_family = "wasm"))]
-mod error;
 #[cfg(target_family = "wasm")]
-#[doc(hidden)]
-pub mod guest;
-#[cfg(not(target_family = "wasm"))]
+compile_error!(
+    "`koupleless` is the base runtime and does not build for wasm; a module compiled to wasm32-wasip2 depends on `koupleless-module`"
+);
+
+mod actors;
+mod admin;
+mod base;
+mod base_env;
+mod call;
+mod catalog;
+mod error;
 mod handle;
-#[cfg(not(target_family = "wasm"))]
-mod health;
-#[cfg(not(target_family = "wasm"))]
-mod info;
-mod kv;
-mod manifest;
-#[cfg(not(target_family = "wasm"))]
+pub mod health;
+mod install;
 pub mod metrics;
-mod module;
-#[cfg(not(target_family = "wasm"))]
-mod redis;
-#[cfg(not(target_family = "wasm"))]
-mod resources;
-#[cfg(not(target_family = "wasm"))]
+mod probes;
+mod redis_kv;
+mod report;
 pub mod rollout;
-#[cfg(not(target_family = "wasm"))]
 mod routing;
-#[cfg(not(target_family = "wasm"))]
-mod state;
-#[cfg(not(target_family = "wasm"))]
-pub mod storage;
-#[cfg(not(target_family = "wasm"))]
-mod tasks;
-#[cfg(not(target_family = "wasm"))]
+mod storage;
+mod table;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-#[cfg(not(target_family = "wasm"))]
-pub mod wasm;
+mod wasm;
+mod wiring;
 
-pub use async_trait::async_trait;
-pub use axum;
-pub use client::{ClientError, ModuleClient};
-pub use context::ModuleContext;
-pub use koupleless_macros::module;
-pub use kv::{KeyValue, KeyValueError};
-pub use manifest::{Manifest, ManifestError, RESERVED_PREFIXES, Version};
-pub use module::{Health, Module, ModuleError};
-
-#[cfg(not(target_family = "wasm"))]
-pub use {
-    actors::health_supervisor::{ConditionView, HealthReport, ModuleView, TrafficView},
-    base::{Base, BaseBuilder, RunningBase},
-    config::{
-        Config, LoadedConfig, RedisConfig, RolloutConfig, StorageConfig, Strategy, WasmConfig,
-    },
-    deadpool_redis,
-    error::BaseError,
-    figment,
-    handle::BaseHandle,
-    info::{InstallRequest, ModuleInfo, RouteInfo},
-    kv::{InMemoryKeyValue, KeyValueBackend},
-    redis::RedisKeyValue,
-    resources::Resources,
-    state::{ModuleState, StateChange},
-    storage::watcher::ScanReport,
-    tasks::TaskSpawner,
+pub use base::{Base, BaseBuilder, RunningBase};
+pub use deadpool_redis;
+pub use error::{BaseError, RouteConflict, StartFailed};
+pub use figment;
+pub use handle::BaseHandle;
+pub use koupleless_config as config;
+pub use koupleless_module::{
+    ClientError, Health, InMemoryKeyValue, KeyValue, KeyValueBackend, KeyValueError, Manifest,
+    ManifestError, Module, ModuleClient, ModuleContext, ModuleError, ModuleKey, RESERVED_PREFIXES,
+    Resources, TaskSpawner, Version, async_trait, axum, module,
 };
+pub use koupleless_wire::{
+    InstallRequest, ModuleInfo, ModuleState, RouteInfo, RouteStatus, ScanReport, StateChange,
+    Strategy,
+};
+pub use redis_kv::RedisKeyValue;

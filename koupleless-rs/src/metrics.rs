@@ -1,4 +1,9 @@
 //! Prometheus metrics: per-module request counts and latencies, state gauges, installs.
+//!
+//! The names below are what the base records through the `metrics` facade. Unless the
+//! application turns it off (`BaseBuilder::telemetry(false)`), the base installs a Prometheus
+//! recorder when it starts, if no other recorder is installed, and serves it at `/metrics` on
+//! the admin listener; otherwise whichever recorder the application installed receives them.
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -6,7 +11,8 @@ use http::StatusCode;
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::state::ModuleState;
+use koupleless_module::ModuleKey;
+use koupleless_wire::ModuleState;
 
 /// Requests served, by module, version and status class.
 pub const REQUESTS_TOTAL: &str = "koupleless_requests_total";
@@ -34,7 +40,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once; `None` when the application
 /// installed another recorder first (then `/metrics` says so).
-pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
+pub(crate) fn install_prometheus() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let buckets = [
@@ -104,9 +110,9 @@ pub(crate) struct VersionMetrics {
 }
 
 impl VersionMetrics {
-    pub(crate) fn new(name: &str, version: &str) -> Self {
-        prometheus();
-        let class = |c: &'static str| counter!(REQUESTS_TOTAL, "module" => name.to_owned(), "version" => version.to_owned(), "status" => c);
+    pub(crate) fn new(key: &ModuleKey) -> Self {
+        let (name, version) = (key.name.clone(), key.version.to_string());
+        let class = |c: &'static str| counter!(REQUESTS_TOTAL, "module" => name.clone(), "version" => version.clone(), "status" => c);
         Self {
             by_class: [
                 class("1xx"),
@@ -115,7 +121,7 @@ impl VersionMetrics {
                 class("4xx"),
                 class("5xx"),
             ],
-            duration: histogram!(REQUEST_DURATION, "module" => name.to_owned(), "version" => version.to_owned()),
+            duration: histogram!(REQUEST_DURATION, "module" => name, "version" => version),
         }
     }
 
@@ -126,10 +132,10 @@ impl VersionMetrics {
     }
 }
 
-pub(crate) fn record_state(name: &str, version: &str, state: ModuleState) {
+pub(crate) fn record_state(key: &ModuleKey, state: ModuleState) {
     for s in ModuleState::ALL {
         let value = if s == state { 1.0 } else { 0.0 };
-        gauge!(MODULE_STATE, "module" => name.to_owned(), "version" => version.to_owned(), "state" => s.as_str())
+        gauge!(MODULE_STATE, "module" => key.name.clone(), "version" => key.version.to_string(), "state" => s.as_str())
             .set(value);
     }
 }
@@ -140,8 +146,8 @@ pub(crate) fn record_operation(name: &str, operation: &'static str, ok: bool) {
         .increment(1);
 }
 
-pub(crate) fn record_failure(name: &str, version: &str) {
-    counter!(FAILURES_TOTAL, "module" => name.to_owned(), "version" => version.to_owned())
+pub(crate) fn record_failure(key: &ModuleKey) {
+    counter!(FAILURES_TOTAL, "module" => key.name.clone(), "version" => key.version.to_string())
         .increment(1);
 }
 
@@ -168,13 +174,14 @@ pub(crate) fn record_rollout(module: &str, outcome: &'static str) {
         .increment(1);
 }
 
-/// The text exposition, or a note that another recorder owns the process.
+/// The text exposition, or a note saying whose recorder has the metrics.
 pub(crate) fn render() -> String {
-    match prometheus() {
-        Some(handle) => {
+    match HANDLE.get() {
+        Some(Some(handle)) => {
             handle.run_upkeep();
             handle.render()
         }
-        None => "# koupleless: another metrics recorder was installed before the base; its exporter serves the metrics\n".to_owned(),
+        Some(None) => "# koupleless: another metrics recorder was installed before the base; its exporter serves the metrics\n".to_owned(),
+        None => "# koupleless: the base's telemetry is off (BaseBuilder::telemetry(false)); the application's recorder, if any, has the metrics\n".to_owned(),
     }
 }

@@ -2,12 +2,16 @@
 //!
 //! Logs go to stderr, leaving stdout to what the program itself prints (the base prints the
 //! addresses it listens on), so scripts can read one without parsing the other.
+//!
+//! A base calls [`init`] when it starts unless the application turned that off
+//! (`BaseBuilder::telemetry(false)`); an application that sets up `tracing` itself keeps its
+//! own subscriber either way, since [`init`] never replaces one.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::{LogConfig, LogFormat};
+use koupleless_config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber unless the application installed one already.
 pub fn init(config: &LogConfig) {

@@ -4,6 +4,7 @@
 //! resident set is measured. Run it with the numbers shown:
 //! `cargo test -p koupleless --test wasm_memory -- --nocapture`.
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

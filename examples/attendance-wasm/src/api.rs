@@ -1,6 +1,6 @@
 //! JSON errors, in the shape the native HR SaaS modules and the base use.
 
-use koupleless::{
+use koupleless_module::{
     KeyValueError,
     axum::{
         Json,

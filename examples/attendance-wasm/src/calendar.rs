@@ -8,7 +8,7 @@
 //! keeps its own copy: it is built and shipped on its own, and its API is the only contract
 //! it shares with the base's modules.
 
-use koupleless::axum::extract::{Query, rejection::QueryRejection};
+use koupleless_module::axum::extract::{Query, rejection::QueryRejection};
 use serde::Deserialize;
 
 use crate::api::ApiError;

@@ -6,7 +6,7 @@
 //! the same moment cannot overwrite each other's, and a month's days are the keys under
 //! `checkins/<employee_id>/<YYYY-MM>-`.
 
-use koupleless::{KeyValue, KeyValueError};
+use koupleless_module::{KeyValue, KeyValueError};
 
 const PREFIX: &str = "checkins/";
 

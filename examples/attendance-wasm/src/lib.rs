@@ -29,7 +29,7 @@
 
 use std::sync::OnceLock;
 
-use koupleless::{
+use koupleless_module::{
     Health, Module, ModuleContext, ModuleError,
     axum::{
         Json, Router,
@@ -115,8 +115,8 @@ pub struct DaysWorked {
 }
 
 // ANCHOR: impl
-#[koupleless::module(name = "attendance", version = "2.0.0", prefix = "/attendance")]
-#[koupleless::async_trait]
+#[koupleless_module::module(name = "attendance", version = "2.0.0", prefix = "/attendance")]
+#[koupleless_module::async_trait]
 impl Module for Attendance {
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
         let config: AttendanceConfig = ctx.config()?;
@@ -134,7 +134,7 @@ impl Module for Attendance {
     }
 
     fn router(&self, ctx: &ModuleContext) -> Router {
-        let served_by = HeaderValue::from_str(&ctx.manifest().key())
+        let served_by = HeaderValue::from_str(&ctx.manifest().key().to_string())
             .expect("a module's name@version is a valid header value");
         Router::new()
             .route("/employees/{id}/days", get(days_worked))

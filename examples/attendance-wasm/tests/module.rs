@@ -2,7 +2,7 @@
 //! JSON of the native attendance, and check-ins that live in the key-value store.
 
 use example_attendance_wasm::{Attendance, CheckInRecorded, DaysWorked, SERVED_BY};
-use koupleless::{
+use koupleless_module::{
     Health, Module,
     testing::{ModuleHarness, TestResponse},
 };
@@ -36,7 +36,7 @@ fn assert_error(response: &TestResponse, status: u16, needle: &str) {
 #[test]
 fn the_manifest_is_attendance_2_0_0_at_attendance() {
     let manifest = Attendance::default().manifest();
-    assert_eq!(manifest.key(), "attendance@2.0.0");
+    assert_eq!(manifest.key().to_string(), "attendance@2.0.0");
     assert_eq!(manifest.prefix, "/attendance");
 }
 

@@ -122,7 +122,7 @@ impl Module for Attendance {
     }
 
     fn router(&self, ctx: &ModuleContext) -> Router {
-        let served_by = HeaderValue::from_str(&ctx.manifest().key())
+        let served_by = HeaderValue::from_str(&ctx.manifest().key().to_string())
             .expect("a module's name@version is a valid header value");
         Router::new()
             .route("/employees/{id}/days", get(days_worked))

@@ -6,8 +6,9 @@
 //! The scenarios run one after another (they share the machine's two cores, and one of them
 //! measures a lease's expiry).
 
+#[path = "it/common/mod.rs"]
 mod common;
-#[path = "../../../koupleless-rs/tests/support/redis.rs"]
+#[path = "../../../koupleless-rs/tests/it/support/redis.rs"]
 mod redis_server;
 
 use std::{

@@ -1,5 +1,5 @@
 //! A koupleless module compiled to wasm: the same `Module` trait and axum `Router` as a
-//! native module, exported by `#[koupleless::module]`. The base's tests use it to exercise
+//! native module, exported by `#[koupleless_module::module]`. The base's tests use it to exercise
 //! every host capability and the isolation limits.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in this directory.
@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use koupleless::{
+use koupleless_module::{
     Health, Module, ModuleContext, ModuleError,
     axum::{
         Json, Router,
@@ -34,8 +34,8 @@ struct Settings {
     fail_start: bool,
 }
 
-#[koupleless::module(name = "hello", prefix = "/hello")]
-#[koupleless::async_trait]
+#[koupleless_module::module(name = "hello", prefix = "/hello")]
+#[koupleless_module::async_trait]
 impl Module for Hello {
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
         let settings: Settings = ctx.config()?;
@@ -49,7 +49,7 @@ impl Module for Hello {
     fn router(&self, ctx: &ModuleContext) -> Router {
         Router::new()
             .route("/hello", get(hello))
-            .route("/who", get(|State(ctx): State<ModuleContext>| async move { ctx.manifest().key() }))
+            .route("/who", get(|State(ctx): State<ModuleContext>| async move { ctx.manifest().key().to_string() }))
             .route("/count", get(|| async { SERVED.fetch_add(1, Ordering::Relaxed).to_string() }))
             .route("/config", get(config))
             .route("/kv/{key}", get(kv_get).put(kv_put))
@@ -111,19 +111,22 @@ struct Target {
 
 /// Calls another module's route in process and relays its answer as `<status> <body>`.
 async fn call(State(ctx): State<ModuleContext>, Query(target): Query<Target>) -> String {
-    let request = koupleless::axum::http::Request::get(target.path.as_str())
-        .body(koupleless::axum::body::Body::empty())
+    let request = koupleless_module::axum::http::Request::get(target.path.as_str())
+        .body(koupleless_module::axum::body::Body::empty())
         .expect("a path is a valid URI");
     let response = ctx.client().call(request).await;
     let status = response.status().as_u16();
-    let body = koupleless::axum::body::to_bytes(response.into_body(), 1 << 20)
+    let body = koupleless_module::axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
     format!("{status} {}", String::from_utf8_lossy(&body))
 }
 
 async fn log() -> &'static str {
-    tracing::warn!(marker = "guest-log-line", "a line from inside the wasm module");
+    tracing::warn!(
+        marker = "guest-log-line",
+        "a line from inside the wasm module"
+    );
     "logged"
 }
 
@@ -141,10 +144,18 @@ async fn fetch(Query(url): Query<Url>) -> (StatusCode, String) {
     match wstd::http::Client::new().send(request).await {
         Ok(mut response) => {
             let status = response.status().as_u16();
-            let body = response.body_mut().str_contents().await.map(str::to_owned).unwrap_or_default();
+            let body = response
+                .body_mut()
+                .str_contents()
+                .await
+                .map(str::to_owned)
+                .unwrap_or_default();
             (StatusCode::OK, format!("{status} {body}"))
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("outbound request failed: {e:?}")),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("outbound request failed: {e:?}"),
+        ),
     }
 }
 

@@ -1,8 +1,11 @@
-//! The supervised actors: the Base (root), one ModuleActor per module version, and the
-//! HealthSupervisor.
+//! The supervised actors, thin shells around the state they carry: the Base (root; the
+//! module table), one ModuleActor per module version, the HealthSupervisor (the readiness
+//! model), the RolloutCoordinator and the StorageWatcher. `wiring.rs` spawns them and
+//! connects their ports.
 
 pub(crate) mod base;
 pub(crate) mod health_supervisor;
 pub(crate) mod module_actor;
 mod operations;
-mod restart_policy;
+pub(crate) mod rollout_coordinator;
+pub(crate) mod storage_watcher;

@@ -3,32 +3,31 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::Router;
-use figment::Figment;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use koupleless_module::{
+    Health, Module, ModuleContext,
+    host::{ContextBuilder, Tasks},
+};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::base::BaseMsg;
-use crate::{
-    client::ModuleClient,
-    context::ModuleContext,
-    kv::KeyValueBackend,
-    module::{Health, Module},
-    resources::Resources,
-    routing::SharedRouter,
-    tasks::TaskSpawner,
-};
+use crate::{base_env::BaseEnv, table::VersionActor};
 
 pub(crate) struct ModuleActor;
+
+/// A version's periodic health, for the actor that supervises it.
+pub(crate) struct HealthTick {
+    pub(crate) actor: ActorId,
+    pub(crate) health: Health,
+}
 
 /// What a module actor is started with.
 pub(crate) struct ModuleArgs {
     pub(crate) module: Arc<dyn Module>,
-    pub(crate) figment: Figment,
-    pub(crate) resources: Resources,
-    pub(crate) key_value: Arc<dyn KeyValueBackend>,
-    pub(crate) router: SharedRouter,
-    pub(crate) base: ActorRef<BaseMsg>,
+    /// The module's context, but for the task-failure hook the actor adds.
+    pub(crate) context: ContextBuilder,
+    /// Where the periodic health goes.
+    pub(crate) report: DerivedActorRef<HealthTick>,
     pub(crate) start_timeout: Duration,
     pub(crate) check_interval: Duration,
     pub(crate) check_timeout: Duration,
@@ -38,21 +37,54 @@ pub(crate) struct ModuleArgs {
 pub(crate) struct ModuleActorState {
     module: Arc<dyn Module>,
     ctx: ModuleContext,
+    tasks: Tasks,
     router: Router,
-    base: ActorRef<BaseMsg>,
+    report: DerivedActorRef<HealthTick>,
     check_interval: Duration,
     check_timeout: Duration,
     stop_timeout: Duration,
     ticker: Option<JoinHandle<()>>,
 }
 
+impl ModuleArgs {
+    /// The arguments of a module actor of `module`: its context from the base's environment,
+    /// its health reported to `report`.
+    pub(crate) fn new(
+        env: &BaseEnv,
+        module: Arc<dyn Module>,
+        report: DerivedActorRef<HealthTick>,
+    ) -> Self {
+        let c = &env.config;
+        let context = ContextBuilder::new(module.manifest())
+            .figment(env.figment.clone())
+            .resources(env.resources.clone())
+            .key_value(Arc::clone(&env.key_value))
+            .routes(env.router.clone());
+        Self {
+            module,
+            context,
+            report,
+            start_timeout: c.upgrade.start_timeout,
+            check_interval: c.health.check_interval,
+            check_timeout: c.health.check_timeout,
+            stop_timeout: c.upgrade.stop_timeout,
+        }
+    }
+}
+
 impl Drop for ModuleActorState {
     // Runs on every exit, including failures where `post_stop` is skipped.
     fn drop(&mut self) {
-        self.ctx.tasks().cancel();
+        self.tasks.cancel();
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
         }
+    }
+}
+
+impl VersionActor for ActorRef<ModuleMsg> {
+    fn actor_id(&self) -> ActorId {
+        self.get_id()
     }
 }
 
@@ -77,37 +109,25 @@ impl Actor for ModuleActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let manifest = args.module.manifest();
-        let span =
-            tracing::info_span!("module", module = %manifest.name, version = %manifest.version);
         let reporter = myself.clone();
-        let tasks = TaskSpawner::new(
-            span.clone(),
-            Arc::new(move |why| {
+        let (ctx, tasks) = args
+            .context
+            .on_task_failure(move |why| {
                 let _ = reporter.cast(ModuleMsg::TaskFailed(why));
-            }),
-        );
-        let client = ModuleClient::new(args.router, manifest.key());
-        let ctx = ModuleContext::new(
-            manifest,
-            args.figment,
-            tasks,
-            args.resources,
-            args.key_value,
-            client,
-            span.clone(),
-        );
+            })
+            .build();
+        let span = ctx.span().clone();
         let started =
             tokio::time::timeout(args.start_timeout, args.module.start(&ctx).instrument(span))
                 .await;
         match started {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
-                ctx.tasks().cancel();
+                tasks.cancel();
                 return Err(err.to_string().into());
             }
             Err(_) => {
-                ctx.tasks().cancel();
+                tasks.cancel();
                 return Err(format!(
                     "start did not finish within upgrade.start_timeout ({})",
                     humantime_serde::re::humantime::format_duration(args.start_timeout)
@@ -119,8 +139,9 @@ impl Actor for ModuleActor {
         Ok(ModuleActorState {
             module: args.module,
             ctx,
+            tasks,
             router,
-            base: args.base,
+            report: args.report,
             check_interval: args.check_interval,
             check_timeout: args.check_timeout,
             stop_timeout: args.stop_timeout,
@@ -152,7 +173,10 @@ impl Actor for ModuleActor {
             }
             ModuleMsg::HealthTick => {
                 let health = check(state).await;
-                let _ = state.base.cast(BaseMsg::Health(myself.get_id(), health));
+                let _ = state.report.send_message(HealthTick {
+                    actor: myself.get_id(),
+                    health,
+                });
             }
             ModuleMsg::TaskFailed(why) => return Err(why.into()),
         }
@@ -174,7 +198,7 @@ impl Actor for ModuleActor {
                 tracing::warn!(module = %state.ctx.manifest().key(), "stop did not finish within upgrade.stop_timeout")
             }
         }
-        if !state.ctx.tasks().shutdown(state.stop_timeout).await {
+        if !state.tasks.shutdown(state.stop_timeout).await {
             tracing::warn!(module = %state.ctx.manifest().key(), "tasks still running after upgrade.stop_timeout were abandoned");
         }
         Ok(())

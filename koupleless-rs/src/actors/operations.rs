@@ -1,26 +1,62 @@
 //! Install, upgrade, switch and uninstall as tasks: each waits for what it needs (a
 //! module's start, a drain) and asks the Base for one table change at a time.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use axum::Router;
-use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort, rpc::CallResult};
+use koupleless_module::{Health, Module, ModuleKey, Version};
+use koupleless_wire::{ModuleInfo, ModuleState, Strategy};
+use ractor::{Actor, ActorCell, ActorRef, DerivedActorRef, OutputPort, RpcReplyPort};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    base::{BaseEnv, BaseMsg, ModuleKey, OpMsg},
-    health_supervisor::HealthMsg,
-    module_actor::{ModuleActor, ModuleArgs, ModuleMsg},
-};
+use tokio_util::task::TaskTracker;
+
+use super::module_actor::{HealthTick, ModuleActor, ModuleArgs, ModuleMsg};
 use crate::{
-    config::Strategy,
-    error::BaseError,
-    info::ModuleInfo,
-    manifest::Version,
-    module::{Health, Module},
-    state::ModuleState,
+    base_env::BaseEnv,
+    call::{QUERY_TIMEOUT, Reply, call},
+    error::{BaseError, StartFailed},
+    health::HealthChange,
 };
+
+/// Steps the operation tasks ask the Base to take, one table change each.
+pub(crate) enum OpMsg {
+    /// Live versions of a module, with their states.
+    Live(String, RpcReplyPort<Vec<(ModuleKey, ModuleState)>>),
+    /// Every live version, most recently installed first.
+    AllLive(RpcReplyPort<Vec<ModuleKey>>),
+    /// Add a `resolved` entry after checking the manifest and the route prefix.
+    Resolve(Arc<dyn Module>, Reply<()>),
+    /// Start succeeded: the entry gets its actor, router and first health.
+    Started(
+        ModuleKey,
+        ActorRef<ModuleMsg>,
+        Router,
+        Health,
+        RpcReplyPort<()>,
+    ),
+    /// Route the module's prefix to this version; answers the version it replaced.
+    Activate(ModuleKey, String, Reply<Option<ModuleKey>>),
+    /// Take this version out of the router.
+    Deactivate(ModuleKey, String, RpcReplyPort<()>),
+    /// From now on failures of this version are expected; answers its actor and in-flight set.
+    BeginStop(
+        ModuleKey,
+        RpcReplyPort<Option<(Option<ActorRef<ModuleMsg>>, TaskTracker)>>,
+    ),
+    /// The version has stopped.
+    Stopped(ModuleKey, String, RpcReplyPort<()>),
+    /// The version failed to start or to pass its first health check.
+    Broken(ModuleKey, String, RpcReplyPort<()>),
+    /// The current record of a version.
+    Info(ModuleKey, RpcReplyPort<Option<ModuleInfo>>),
+    /// Stop answering 503 for a broken module's prefix; answers the broken version.
+    Forget(String, RpcReplyPort<Option<ModuleKey>>),
+}
+
+/// An operation under way, as a task.
+pub(crate) type OpFuture = Pin<Box<dyn Future<Output = Result<ModuleInfo, BaseError>> + Send>>;
 
 /// Spawns a module actor under the Base and fetches its router.
 pub(crate) async fn start_actor(
@@ -33,42 +69,64 @@ pub(crate) async fn start_actor(
             ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
             other => other.to_string(),
         })?;
-    match actor
-        .call(ModuleMsg::Router, Some(Duration::from_secs(10)))
-        .await
+    match call(
+        &actor,
+        "the module actor",
+        Some(QUERY_TIMEOUT),
+        ModuleMsg::Router,
+    )
+    .await
     {
-        Ok(CallResult::Success(router)) => Ok((actor, router)),
-        _ => {
+        Ok(router) => Ok((actor, router)),
+        Err(e) => {
             actor.stop(None);
-            Err("the module actor stopped before handing over its router".to_owned())
+            Err(format!(
+                "the module actor did not hand over its router: {e}"
+            ))
         }
     }
 }
 
-/// The operation tasks' handle on the base.
+/// The operation tasks' handle on the base: the table steps they ask for, where module
+/// actors report their health, and the supervisor they are spawned under.
 pub(crate) struct Ops {
-    base: ActorRef<BaseMsg>,
+    steps: DerivedActorRef<OpMsg>,
+    report: DerivedActorRef<HealthTick>,
+    supervisor: ActorCell,
     env: Arc<BaseEnv>,
-    health: ActorRef<HealthMsg>,
+    health: Arc<OutputPort<HealthChange>>,
 }
 
 impl Ops {
     pub(crate) fn new(
-        base: ActorRef<BaseMsg>,
+        steps: DerivedActorRef<OpMsg>,
+        report: DerivedActorRef<HealthTick>,
+        supervisor: ActorCell,
         env: Arc<BaseEnv>,
-        health: ActorRef<HealthMsg>,
+        health: Arc<OutputPort<HealthChange>>,
     ) -> Self {
-        Self { base, env, health }
+        Self {
+            steps,
+            report,
+            supervisor,
+            env,
+            health,
+        }
     }
 
+    /// One table change: the Base answers from its state, at once.
     async fn ask<T: Send + 'static>(
         &self,
         step: impl FnOnce(RpcReplyPort<T>) -> OpMsg,
     ) -> Result<T, BaseError> {
-        match self.base.call(|reply| BaseMsg::Op(step(reply)), None).await {
-            Ok(CallResult::Success(value)) => Ok(value),
-            _ => Err(BaseError::ShuttingDown),
-        }
+        call(&self.steps, "the base actor", Some(QUERY_TIMEOUT), step).await
+    }
+
+    fn drain_window(&self, module: &str, open: bool) {
+        self.health.send(HealthChange::DrainWindow {
+            module: module.to_owned(),
+            open,
+        });
     }
 
     async fn info(&self, key: &ModuleKey) -> Result<ModuleInfo, BaseError> {
@@ -95,7 +153,7 @@ impl Ops {
         abort: &CancellationToken,
     ) -> Result<ModuleInfo, BaseError> {
         let manifest = module.manifest();
-        let key = ModuleKey::of(&manifest);
+        let key = manifest.key();
         let live = self.live(&manifest.name).await?;
         let active = live
             .iter()
@@ -116,7 +174,7 @@ impl Ops {
                     self.info(&key).await
                 }
                 other => Err(BaseError::InvalidState {
-                    module: key.to_string(),
+                    module: key,
                     message: format!("is {other}; wait until it is activated or deactivated"),
                 }),
             };
@@ -142,38 +200,40 @@ impl Ops {
         } else {
             active.clone()
         };
-        let args = self.env.module_args(module, self.base.clone());
-        let (actor, router) = match start_actor(self.base.get_cell(), args).await {
+        let args = ModuleArgs::new(&self.env, module, self.report.clone());
+        let (actor, router) = match start_actor(self.supervisor.clone(), args).await {
             Ok(started) => started,
             Err(reason) => {
                 self.broken(&key, format!("start failed: {reason}")).await;
-                return Err(BaseError::StartFailed {
-                    module: key.to_string(),
+                return Err(BaseError::StartFailed(Box::new(StartFailed {
+                    module: key,
                     phase: "start",
                     reason,
-                    serving: serving.map(|k| k.to_string()),
-                });
+                    serving,
+                })));
             }
         };
 
         let timeout = self.env.config.health.check_timeout + Duration::from_secs(1);
-        let health = match actor.call(ModuleMsg::CheckHealth, Some(timeout)).await {
-            Ok(CallResult::Success(health)) => health,
-            Ok(_) | Err(_) => {
-                Health::Down("the module actor did not answer its first health check".to_owned())
-            }
-        };
+        let health = call(
+            &actor,
+            "the module actor",
+            Some(timeout),
+            ModuleMsg::CheckHealth,
+        )
+        .await
+        .unwrap_or_else(|e| Health::Down(format!("its first health check failed: {e}")));
         if let Health::Down(reason) = &health {
             let reason = reason.clone();
             let _ = actor.stop_and_wait(None, Some(self.stop_wait())).await;
             self.broken(&key, format!("first health check failed: {reason}"))
                 .await;
-            return Err(BaseError::StartFailed {
-                module: key.to_string(),
+            return Err(BaseError::StartFailed(Box::new(StartFailed {
+                module: key,
                 phase: "pass its first health check",
                 reason,
-                serving: serving.map(|k| k.to_string()),
-            });
+                serving,
+            })));
         }
         self.ask(|r| OpMsg::Started(key.clone(), actor, router, health, r))
             .await?;
@@ -185,26 +245,17 @@ impl Ops {
             Strategy::InstallOnly if active.is_some() => {}
             Strategy::Drain if active.is_some() => {
                 let silence = self.env.config.upgrade.silence_before_uninstall;
-                let _ = self.health.cast(HealthMsg::DrainWindow {
-                    module: key.name.clone(),
-                    open: true,
-                });
+                self.drain_window(&key.name, true);
                 let silent = tokio::select! {
                     _ = tokio::time::sleep(silence) => true,
                     _ = abort.cancelled() => false,
                 };
                 if !silent {
-                    let _ = self.health.cast(HealthMsg::DrainWindow {
-                        module: key.name.clone(),
-                        open: false,
-                    });
+                    self.drain_window(&key.name, false);
                     return Err(self.aborted(&key).await);
                 }
                 let activated = self.activate(&key, "activated by a drain upgrade").await;
-                let _ = self.health.cast(HealthMsg::DrainWindow {
-                    module: key.name.clone(),
-                    open: false,
-                });
+                self.drain_window(&key.name, false);
                 if let Some(old) = activated? {
                     self.retire(&old, "replaced").await;
                 }
@@ -224,7 +275,7 @@ impl Ops {
         self.retire(key, "rollout lease lost before activation")
             .await;
         BaseError::Aborted {
-            module: key.to_string(),
+            module: key.clone(),
             reason: "the rollout lease was lost before the new version took traffic".to_owned(),
         }
     }
@@ -324,10 +375,7 @@ impl Ops {
         version: &Version,
     ) -> Result<ModuleInfo, BaseError> {
         let live = self.live(name).await?;
-        let key = ModuleKey {
-            name: name.to_owned(),
-            version: version.clone(),
-        };
+        let key = ModuleKey::new(name, version.clone());
         match live.iter().find(|(k, _)| *k == key).map(|(_, s)| *s) {
             Some(ModuleState::Activated) => self.info(&key).await,
             Some(ModuleState::Deactivated) => {
@@ -336,7 +384,7 @@ impl Ops {
                 self.info(&key).await
             }
             Some(other) => Err(BaseError::InvalidState {
-                module: key.to_string(),
+                module: key,
                 message: format!("is {other}; only a deactivated version can be switched to"),
             }),
             None => Err(BaseError::NotInstalled {

@@ -10,13 +10,10 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{
-    config::Strategy,
-    error::BaseError,
-    handle::BaseHandle,
-    info::{InstallRequest, ModuleInfo},
-    manifest::Version,
-};
+use koupleless_module::Version;
+use koupleless_wire::{InstallRequest, ModuleInfo, Strategy};
+
+use crate::{error::BaseError, handle::BaseHandle};
 
 pub(super) fn routes() -> Router<BaseHandle> {
     Router::new()
@@ -51,7 +48,7 @@ fn success(data: Value) -> Json<Envelope> {
 fn failed(err: &BaseError) -> Json<Envelope> {
     Json(Envelope {
         code: "FAILED",
-        message: Some(err.to_string()),
+        message: Some(err.report()),
         error_code: Some(err.code()),
         data: Value::Null,
     })

@@ -43,6 +43,7 @@ pub(crate) async fn require_token(
             Json(serde_json::json!({
                 "code": "FAILED",
                 "errorCode": "UNAUTHORIZED",
+                "error": "UNAUTHORIZED",
                 "message": "the admin API needs `Authorization: Bearer <admin.token>`",
             })),
         )

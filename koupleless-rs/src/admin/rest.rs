@@ -10,9 +10,10 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{
-    config::Strategy, error::BaseError, handle::BaseHandle, info::InstallRequest, manifest::Version,
-};
+use koupleless_module::Version;
+use koupleless_wire::{ApiError, InstallRequest, Strategy};
+
+use crate::{error::BaseError, handle::BaseHandle};
 
 pub(super) fn routes() -> Router<BaseHandle> {
     Router::new()
@@ -73,20 +74,22 @@ async fn upload(
             .map(|n| format!(", {n}"))
             .unwrap_or_default()
     );
-    let overrides = crate::wasm::ManifestOverrides {
-        name: q.name.filter(|n| !n.is_empty()),
-        version: q.version,
-        prefix: q.prefix,
-    };
     let info = handle
-        .install_component(&label, body.to_vec(), overrides, q.strategy)
+        .install_component(
+            &label,
+            body.to_vec(),
+            q.name.filter(|n| !n.is_empty()),
+            q.version,
+            q.prefix,
+            q.strategy,
+        )
         .await?;
     Ok(Json(info).into_response())
 }
 
 impl IntoResponse for BaseError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code(), "message": self.to_string() });
+        let body = ApiError::new(self.code(), self.report());
         (self.status(), Json(body)).into_response()
     }
 }
@@ -94,7 +97,7 @@ impl IntoResponse for BaseError {
 fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        Json(json!({ "error": "BAD_REQUEST", "message": message })),
+        Json(ApiError::new("BAD_REQUEST", message)),
     )
         .into_response()
 }
@@ -122,25 +125,11 @@ async fn show(
     Ok(Json(versions).into_response())
 }
 
-#[derive(Deserialize)]
-struct InstallBody {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    artifact: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    version: Option<Version>,
-    #[serde(default)]
-    strategy: Option<Strategy>,
-}
-
 async fn install(
     State(handle): State<BaseHandle>,
-    body: Result<Json<InstallBody>, JsonRejection>,
+    body: Result<Json<InstallRequest>, JsonRejection>,
 ) -> Result<Response, BaseError> {
-    let Json(body) = match body {
+    let Json(request) = match body {
         Ok(b) => b,
         Err(e) => {
             return Ok(bad_request(format!(
@@ -148,13 +137,6 @@ async fn install(
                 e.body_text()
             )));
         }
-    };
-    let request = InstallRequest {
-        name: body.name,
-        version: body.version,
-        strategy: body.strategy,
-        artifact: body.artifact,
-        prefix: body.prefix,
     };
     Ok(Json(handle.install(request).await?).into_response())
 }
@@ -260,10 +242,10 @@ async fn retry_rollout(
     if !retried {
         return Ok((
             StatusCode::NOT_FOUND,
-            Json(json!({
-                "error": "NOT_HALTED",
-                "message": format!("the rollout of `{name}@{version}` is not halted; GET /rollouts lists the failed ones"),
-            })),
+            Json(ApiError::new(
+                "NOT_HALTED",
+                format!("the rollout of `{name}@{version}` is not halted; GET /rollouts lists the failed ones"),
+            )),
         )
             .into_response());
     }

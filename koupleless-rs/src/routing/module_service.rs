@@ -25,7 +25,9 @@ use tower::Service;
 use tracing::{Instrument, instrument::Instrumented};
 
 use super::guarded_body::GuardedBody;
-use crate::{metrics::VersionMetrics, tasks::panic_message};
+use koupleless_module::{ModuleKey, host::panic_message};
+
+use crate::metrics::VersionMetrics;
 
 /// One module version as the router sees it.
 #[derive(Clone)]
@@ -35,10 +37,7 @@ pub(crate) struct ModuleService {
 }
 
 struct Shared {
-    name: String,
-    version: String,
-    /// `name@version`, for panic responses and logs.
-    key: String,
+    key: ModuleKey,
     in_flight: TaskTracker,
     metrics: VersionMetrics,
     limit: Option<ConcurrencyLimit>,
@@ -66,8 +65,7 @@ impl ConcurrencyLimit {
 
 impl ModuleService {
     pub(crate) fn new(
-        name: &str,
-        version: &str,
+        key: &ModuleKey,
         router: Router,
         in_flight: TaskTracker,
         limit: Option<ConcurrencyLimit>,
@@ -75,11 +73,9 @@ impl ModuleService {
         Self {
             router,
             shared: Arc::new(Shared {
-                name: name.to_owned(),
-                version: version.to_owned(),
-                key: format!("{name}@{version}"),
+                key: key.clone(),
                 in_flight,
-                metrics: VersionMetrics::new(name, version),
+                metrics: VersionMetrics::new(key),
                 limit,
             }),
         }
@@ -193,8 +189,8 @@ impl ModuleService {
         };
         let span = tracing::info_span!(
             "request",
-            module = %shared.name,
-            version = %shared.version,
+            module = %shared.key.name,
+            version = %shared.key.version,
             method = %request.method(),
             path = %path,
         );
@@ -285,9 +281,9 @@ impl Future for ModuleFuture {
 }
 
 /// A handler panic becomes a 500 for that request only.
-fn panic_response(module: &str, panic: &(dyn std::any::Any + Send)) -> Response {
+fn panic_response(module: &ModuleKey, panic: &(dyn std::any::Any + Send)) -> Response {
     let message = panic_message(panic);
-    tracing::error!(module, panic = %message, "handler panicked; answered 500");
+    tracing::error!(%module, panic = %message, "handler panicked; answered 500");
     let body = serde_json::json!({
         "error": "internal error",
         "module": module,

@@ -26,6 +26,8 @@ use axum::{
 use http::{Request, StatusCode, Uri, uri::PathAndQuery};
 use tower::Service;
 
+use koupleless_module::ModuleKey;
+
 use super::module_service::{ModuleResponseFuture, ModuleService};
 
 /// What one module prefix answers with.
@@ -38,7 +40,7 @@ pub(crate) enum RouteEntry {
     /// The module is installed but cannot serve; the prefix answers 503 with this reason.
     Unavailable {
         prefix: String,
-        module: String,
+        module: ModuleKey,
         reason: String,
     },
 }

@@ -1,386 +1,115 @@
-//! Module artifacts in object storage: a local directory by default, S3-compatible stores,
-//! GCS or Azure by URL (the object_store crate), and the actor that watches them.
+//! Releases in object storage, watched: one listing at a time, with backoff after a failed
+//! one. The storage watcher actor (`actors/storage_watcher.rs`) runs the [`Scanner`] on a
+//! timer and passes each listing on; the store itself and its layout live in
+//! `koupleless-release`.
 
-pub(crate) mod layout;
-pub(crate) mod watcher;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use std::sync::Arc;
+use koupleless_release::{
+    StorageError, Store,
+    layout::{Layout, Listing},
+};
+use koupleless_wire::ScanReport;
 
-use futures_util::TryStreamExt;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, path::Path};
-use sha2::{Digest, Sha256};
+use crate::{metrics, report::Chain};
 
-use crate::config::{ConfigError, StorageConfig};
-pub(crate) use layout::{Artifact, Listing};
-
-/// The configured location: a store and the prefix under which modules are released.
-pub(crate) struct Storage {
-    store: Arc<dyn ObjectStore>,
-    prefix: Path,
-    /// `storage.url` as written, for messages.
-    url: String,
+/// Lists the storage location and remembers what the last listing saw.
+pub(crate) struct Scanner {
+    store: Arc<Store>,
+    layout: Layout,
+    poll_interval: Duration,
+    backoff_max: Duration,
+    /// Listings that failed in a row.
+    failures: u32,
+    /// Ignored keys already warned about (each is logged once).
+    warned: HashSet<String>,
 }
 
-/// A storage operation that did not work; the message names the location and the cause.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct StorageError(pub(crate) String);
-
-/// Releases `bytes` as `name@version` at `config.url`, in the layout bases watch:
-/// `<prefix>/<name>/<version>/module.wasm`, then its `module.wasm.sha256` (the artifact first,
-/// so a base never sees a digest without its artifact). Each object is written whole or not
-/// at all. Returns where the artifact is.
-pub async fn publish(
-    config: &StorageConfig,
-    name: &str,
-    version: &crate::Version,
-    bytes: Vec<u8>,
-) -> Result<String, StorageError> {
-    publish_with_progress(config, name, version, bytes, &|_| {}).await
+/// What one listing found.
+pub(crate) struct Scan {
+    /// The complete artifacts, for the rollout coordinator.
+    pub(crate) listing: Arc<Listing>,
+    /// The same, as the admin API shows it.
+    pub(crate) report: ScanReport,
 }
 
-/// Artifacts larger than this are uploaded in parts of this size (object stores take parts of
-/// 5 MiB or more, the last excepted).
-pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
-
-/// [`publish`], calling `progress` with the bytes of the artifact uploaded so far. An artifact
-/// larger than [`UPLOAD_PART_SIZE`] goes up as a multipart upload, which the store shows
-/// only once it is complete and which is aborted on failure: nothing partial is left.
-pub async fn publish_with_progress(
-    config: &StorageConfig,
-    name: &str,
-    version: &crate::Version,
-    bytes: Vec<u8>,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<String, StorageError> {
-    let storage = Storage::open(config).map_err(|e| StorageError(e.to_string()))?;
-    let key = Path::from_iter(storage.prefix.parts().chain([
-        name.into(),
-        version.to_string().as_str().into(),
-        layout::MODULE_FILE.into(),
-    ]));
-    let digest = Path::from(format!("{key}{}", layout::DIGEST_SUFFIX));
-    let where_ = storage.describe(&key);
-    let text = format!("{}  {}\n", sha256_hex(&bytes), layout::MODULE_FILE);
-    storage
-        .upload(&key, bytes::Bytes::from(bytes), progress)
-        .await
-        .map_err(|e| StorageError(format!("uploading {where_} failed: {e}")))?;
-    storage
-        .store
-        .put(&digest, text.into_bytes().into())
-        .await
-        .map_err(|e| {
-            StorageError(format!(
-                "uploading {} failed: {e}; {where_} is complete, and bases install it once two listings see it unchanged",
-                storage.describe(&digest)
-            ))
-        })?;
-    Ok(where_)
-}
-
-impl Storage {
-    /// One object, whole: a single put, or parts of [`UPLOAD_PART_SIZE`] completed together
-    /// (and aborted when one fails).
-    async fn upload(
-        &self,
-        key: &Path,
-        bytes: bytes::Bytes,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> object_store::Result<()> {
-        let size = bytes.len() as u64;
-        if bytes.len() <= UPLOAD_PART_SIZE {
-            self.store.put(key, bytes.into()).await?;
-            progress(size);
-            return Ok(());
-        }
-        let mut upload = self.store.put_multipart(key).await?;
-        let mut sent = 0u64;
-        for part in bytes.chunks(UPLOAD_PART_SIZE) {
-            let part = bytes.slice_ref(part);
-            let len = part.len() as u64;
-            if let Err(e) = upload.put_part(part.into()).await {
-                // Best effort: a store that keeps the parts of an aborted upload expires them.
-                let _ = upload.abort().await;
-                return Err(e);
-            }
-            sent += len;
-            progress(sent);
-        }
-        if let Err(e) = upload.complete().await {
-            let _ = upload.abort().await;
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Opens `storage.url`; an unknown scheme, a missing feature or a bad option is a
-    /// configuration error naming the key.
-    pub(crate) fn open(config: &StorageConfig) -> Result<Self, ConfigError> {
-        let invalid = |why: String| ConfigError::invalid("storage.url", why);
-        let url = to_url(&config.url).map_err(invalid)?;
-        let (scheme, prefix) = ObjectStoreScheme::parse(&url)
-            .map_err(|e| invalid(format!("`{}` is not a storage location ({e})", config.url)))?;
-        let store: Arc<dyn ObjectStore> = match scheme {
-            ObjectStoreScheme::Local => {
-                no_options(config, "a local directory")?;
-                Arc::new(object_store::local::LocalFileSystem::new())
-            }
-            ObjectStoreScheme::Memory => {
-                no_options(config, "memory://")?;
-                Arc::new(object_store::memory::InMemory::new())
-            }
-            ObjectStoreScheme::AmazonS3 => s3(&url, config)?,
-            ObjectStoreScheme::GoogleCloudStorage => gcs(&url, config)?,
-            ObjectStoreScheme::MicrosoftAzure => azure(&url, config)?,
-            other => {
-                return Err(invalid(format!(
-                    "`{}` is a {other:?} location, which the base cannot watch; use a directory, s3://, gs:// or az://",
-                    config.url
-                )));
-            }
-        };
-        Ok(Self {
+impl Scanner {
+    pub(crate) fn new(store: Arc<Store>, poll_interval: Duration, backoff_max: Duration) -> Self {
+        Self {
             store,
-            prefix,
-            url: config.url.clone(),
-        })
+            layout: Layout::default(),
+            poll_interval,
+            backoff_max,
+            failures: 0,
+            warned: HashSet::new(),
+        }
     }
 
-    /// `storage.url` as configured.
+    /// `storage.url`.
     pub(crate) fn url(&self) -> &str {
-        &self.url
+        self.store.url()
     }
 
-    /// Where an object is, as a person would look for it.
-    pub(crate) fn describe(&self, location: &Path) -> String {
-        let relative: Vec<_> = location
-            .prefix_match(&self.prefix)
-            .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect())
-            .unwrap_or_default();
-        format!("{}/{}", self.url.trim_end_matches('/'), relative.join("/"))
+    /// How long until the next listing: the poll interval, doubled after each failure up to
+    /// `storage.backoff_max`.
+    pub(crate) fn next_delay(&self) -> Duration {
+        let factor = 2u32.saturating_pow(self.failures.min(16));
+        (self.poll_interval.saturating_mul(factor)).min(self.backoff_max.max(self.poll_interval))
     }
 
-    /// Every object under the prefix.
-    pub(crate) async fn list(&self) -> Result<Vec<ObjectMeta>, StorageError> {
-        self.store
-            .list(Some(&self.prefix))
-            .try_collect()
-            .await
-            .map_err(|e| StorageError(format!("listing {} failed: {e}", self.url)))
-    }
-
-    /// The prefix objects are listed under.
-    pub(crate) fn prefix(&self) -> &Path {
-        &self.prefix
-    }
-
-    /// Downloads an artifact and, when it has a digest file, checks the bytes against it.
-    pub(crate) async fn fetch(&self, artifact: &Artifact) -> Result<Vec<u8>, StorageError> {
-        let fetched = self.download(artifact).await;
-        crate::metrics::record_storage("get", fetched.is_ok());
-        fetched
-    }
-
-    async fn download(&self, artifact: &Artifact) -> Result<Vec<u8>, StorageError> {
-        let where_ = self.describe(&artifact.location);
-        let bytes = self
-            .store
-            .get(&artifact.location)
-            .await
-            .map_err(|e| StorageError(format!("downloading {where_} failed: {e}")))?
-            .bytes()
-            .await
-            .map_err(|e| StorageError(format!("downloading {where_} failed: {e}")))?;
-        if let Some(digest) = &artifact.digest {
-            let expected = self
-                .store
-                .get(digest)
-                .await
-                .map_err(|e| {
-                    StorageError(format!(
-                        "reading the digest {} failed: {e}",
-                        self.describe(digest)
-                    ))
-                })?
-                .bytes()
-                .await
-                .map_err(|e| {
-                    StorageError(format!(
-                        "reading the digest {} failed: {e}",
-                        self.describe(digest)
-                    ))
-                })?;
-            // `sha256sum` output ("<hex>  module.wasm") or the bare hex digest.
-            let expected = String::from_utf8_lossy(&expected)
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let actual = sha256_hex(&bytes);
-            if expected != actual {
-                return Err(StorageError(format!(
-                    "{where_} has sha256 {actual}, but {} says {expected}; the upload is incomplete or the digest file is stale (write the artifact first, then its digest)",
-                    self.describe(digest)
-                )));
+    /// Lists the location once.
+    pub(crate) async fn scan(&mut self) -> Result<Scan, StorageError> {
+        match self.store.list().await {
+            Ok(objects) => {
+                if self.failures > 0 {
+                    tracing::info!(url = self.store.url(), "storage answers again");
+                }
+                self.failures = 0;
+                metrics::record_storage("list", true);
+                let listing = self.layout.read(self.store.prefix(), &objects);
+                for ignored in &listing.ignored {
+                    if self.warned.insert(ignored.location.clone()) {
+                        tracing::warn!(object = %ignored.location, "not installed: {}", ignored.why);
+                    }
+                }
+                Ok(Scan {
+                    report: report(self.store.url(), &listing),
+                    listing: Arc::new(listing),
+                })
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                metrics::record_storage("list", false);
+                tracing::warn!(
+                    url = self.store.url(),
+                    error = %Chain(&e),
+                    retry_in = %humantime_serde::re::humantime::format_duration(self.next_delay()),
+                    "listing module releases failed; serving is not affected"
+                );
+                Err(e)
             }
         }
-        Ok(bytes.to_vec())
     }
 }
 
-/// The lowercase hex sha256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A URL, or a directory path (relative to the working directory) made into a `file://` URL.
-fn to_url(location: &str) -> Result<url::Url, String> {
-    if location.contains("://") {
-        return url::Url::parse(location).map_err(|e| {
-            format!("`{location}` is not a URL ({e}); write e.g. s3://bucket/modules or ./modules")
-        });
-    }
-    let path = std::path::absolute(location)
-        .map_err(|e| format!("`{location}` is not a usable directory path ({e})"))?;
-    url::Url::from_directory_path(&path)
-        .map_err(|()| format!("`{location}` is not a usable directory path"))
-}
-
-fn no_options(config: &StorageConfig, what: &str) -> Result<(), ConfigError> {
-    match config.options.keys().next() {
-        None => Ok(()),
-        Some(key) => Err(ConfigError::invalid(
-            &format!("storage.options.{key}"),
-            format!("{what} takes no options; remove it"),
-        )),
-    }
-}
-
-#[cfg(feature = "aws")]
-fn s3(url: &url::Url, config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, ConfigError> {
-    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-    let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-    for (key, value) in &config.options {
-        let parsed: AmazonS3ConfigKey = key.parse().map_err(|e| unknown_option(key, e))?;
-        builder = builder.with_config(parsed, value);
-    }
-    Ok(Arc::new(builder.build().map_err(|e| built(config, e))?))
-}
-
-#[cfg(feature = "gcp")]
-fn gcs(url: &url::Url, config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, ConfigError> {
-    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-    let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
-    for (key, value) in &config.options {
-        let parsed: GoogleConfigKey = key.parse().map_err(|e| unknown_option(key, e))?;
-        builder = builder.with_config(parsed, value);
-    }
-    Ok(Arc::new(builder.build().map_err(|e| built(config, e))?))
-}
-
-#[cfg(feature = "azure")]
-fn azure(url: &url::Url, config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, ConfigError> {
-    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-    let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
-    for (key, value) in &config.options {
-        let parsed: AzureConfigKey = key.parse().map_err(|e| unknown_option(key, e))?;
-        builder = builder.with_config(parsed, value);
-    }
-    Ok(Arc::new(builder.build().map_err(|e| built(config, e))?))
-}
-
-#[cfg(not(feature = "aws"))]
-fn s3(_: &url::Url, config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, ConfigError> {
-    Err(missing_feature(config, "aws"))
-}
-
-#[cfg(not(feature = "gcp"))]
-fn gcs(_: &url::Url, config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, ConfigError> {
-    Err(missing_feature(config, "gcp"))
-}
-
-#[cfg(not(feature = "azure"))]
-fn azure(_: &url::Url, config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, ConfigError> {
-    Err(missing_feature(config, "azure"))
-}
-
-#[allow(dead_code)]
-fn missing_feature(config: &StorageConfig, feature: &str) -> ConfigError {
-    ConfigError::invalid(
-        "storage.url",
-        format!(
-            "`{}` needs the `{feature}` feature of the koupleless crate; enable it in the base's Cargo.toml (koupleless = {{ version = \"…\", features = [\"{feature}\"] }})",
-            config.url
-        ),
-    )
-}
-
-#[allow(dead_code)]
-fn unknown_option(key: &str, e: impl std::fmt::Display) -> ConfigError {
-    ConfigError::invalid(
-        &format!("storage.options.{key}"),
-        format!(
-            "not an option of this store ({e}); see the object_store crate's configuration keys"
-        ),
-    )
-}
-
-#[allow(dead_code)]
-fn built(config: &StorageConfig, e: impl std::fmt::Display) -> ConfigError {
-    ConfigError::invalid("storage.url", format!("cannot open `{}`: {e}", config.url))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(url: &str) -> StorageConfig {
-        StorageConfig {
-            url: url.to_owned(),
-            ..StorageConfig::default()
-        }
-    }
-
-    #[test]
-    fn a_relative_directory_is_resolved_against_the_working_directory() {
-        let storage = Storage::open(&config("./modules")).expect("opens");
-        let cwd = std::env::current_dir().unwrap();
-        let expected = Path::from_absolute_path(cwd.join("modules")).unwrap();
-        assert_eq!(storage.prefix(), &expected);
-    }
-
-    #[test]
-    fn unsupported_locations_and_options_name_the_key() {
-        let err = Storage::open(&config("ftp://example.com/x"))
-            .err()
-            .expect("ftp is refused")
-            .to_string();
-        assert!(err.contains("storage.url"), "{err}");
-        let mut with_option = config("./modules");
-        with_option.options.insert("region".into(), "x".into());
-        let err = Storage::open(&with_option)
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(err.contains("storage.options.region"), "{err}");
-    }
-
-    #[cfg(feature = "aws")]
-    #[test]
-    fn s3_options_are_checked() {
-        let mut c = config("s3://bucket/modules");
-        c.options
-            .insert("aws_endpoint".into(), "http://127.0.0.1:9".into());
-        c.options.insert("aws_region".into(), "us-east-1".into());
-        c.options.insert("allow_http".into(), "true".into());
-        let storage = Storage::open(&c).expect("opens without contacting anything");
-        assert_eq!(storage.prefix().as_ref(), "modules");
-        c.options.insert("aws_colour".into(), "blue".into());
-        let err = Storage::open(&c).err().expect("refused").to_string();
-        assert!(err.contains("storage.options.aws_colour"), "{err}");
+fn report(url: &str, listing: &Listing) -> ScanReport {
+    ScanReport {
+        url: url.to_owned(),
+        modules: listing
+            .modules
+            .iter()
+            .map(|(name, artifacts)| {
+                (
+                    name.clone(),
+                    artifacts.iter().map(|a| a.version.to_string()).collect(),
+                )
+            })
+            .collect(),
+        pending: listing.pending.clone(),
+        ignored: listing
+            .ignored
+            .iter()
+            .map(|i| format!("{}: {}", i.location, i.why))
+            .collect(),
     }
 }

@@ -44,7 +44,7 @@ impl ComponentCache {
     pub(crate) fn key(engine: &Engine, bytes: &[u8]) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let hex = crate::storage::sha256_hex(bytes);
+        let hex = koupleless_release::sha256_hex(bytes);
         format!("{hex}-{:016x}", hasher.finish())
     }
 

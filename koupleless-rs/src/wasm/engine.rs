@@ -4,51 +4,20 @@
 use std::{sync::Arc, time::Duration};
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
-    component::{Component, Linker, ResourceTable},
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    component::{Component, Linker},
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{
     WasmError,
     cache::ComponentCache,
-    host::{Capabilities, Outbound, bindings::Module as Bindings},
+    guest_state::{Capabilities, GuestState, Outbound},
+    host::bindings::Module as Bindings,
 };
-use crate::config::WasmConfig;
+use koupleless_config::WasmConfig;
 
 /// How often the epoch advances; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// What each store holds: WASI and wasi:http contexts, its resources, its memory cap.
-pub(crate) struct GuestState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    pub(super) capabilities: Option<Arc<Capabilities>>,
-    outbound: Outbound,
-}
-
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for GuestState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
-    }
-}
 
 /// The base's wasmtime engine and linker.
 pub(crate) struct WasmEngine {
@@ -138,19 +107,14 @@ impl WasmEngine {
         capabilities: Option<Arc<Capabilities>>,
         outbound: Outbound,
     ) -> Store<GuestState> {
-        let state = GuestState {
+        let state = GuestState::new(
+            env,
             capabilities,
             outbound,
-            wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.config.max_memory_mib << 20)
-                .trap_on_grow_failure(true)
-                .build(),
-        };
+            self.config.max_memory_mib << 20,
+        );
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(GuestState::limits);
         self.arm_deadline(&mut store);
         store.epoch_deadline_trap();
         store

@@ -8,14 +8,13 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
-use super::engine::GuestState;
-use crate::{client::ModuleClient, kv::KeyValue};
+use super::guest_state::{GuestState, Outbound};
 
 /// Host bindings generated from `wit/module.wit`.
 #[allow(missing_docs, unreachable_pub)]
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        path: "wit",
+        path: "../koupleless-module/wit",
         world: "koupleless:module/module",
         imports: { default: async },
         exports: { default: async },
@@ -27,28 +26,11 @@ use bindings::koupleless::module::{
     types::{Request as WitRequest, Response as WitResponse},
 };
 
-/// One module version's capabilities, shared by all its instances.
-pub(crate) struct Capabilities {
-    pub(crate) module: String,
-    pub(crate) span: tracing::Span,
-    pub(crate) config: String,
-    pub(crate) kv: KeyValue,
-    pub(crate) client: ModuleClient,
-}
-
-impl GuestState {
-    fn capabilities(&self) -> Result<&Arc<Capabilities>, String> {
-        self.capabilities
-            .as_ref()
-            .ok_or_else(|| "the base grants nothing before the module starts".to_owned())
-    }
-}
-
 impl bindings::koupleless::module::types::Host for GuestState {}
 
 impl Host for GuestState {
     async fn log(&mut self, level: Level, target: String, message: String) {
-        let Some(caps) = self.capabilities.as_ref() else {
+        let Ok(caps) = self.capabilities() else {
             return;
         };
         // Inside a request the line belongs to the request's span (module, version, path);
@@ -78,10 +60,9 @@ impl Host for GuestState {
     }
 
     async fn config(&mut self) -> String {
-        self.capabilities
-            .as_ref()
+        self.capabilities()
             .map(|caps| caps.config.clone())
-            .unwrap_or_else(|| "{}".to_owned())
+            .unwrap_or_else(|_| "{}".to_owned())
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
@@ -145,34 +126,6 @@ pub(crate) fn headers(map: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Outbound wasi:http requests: allowed only to the module's `allowed_hosts`.
-#[derive(Clone, Default)]
-pub(crate) struct Outbound {
-    module: String,
-    allowed: Arc<[String]>,
-}
-
-impl Outbound {
-    pub(crate) fn new(module: &str, allowed: &[String]) -> Self {
-        Self {
-            module: module.to_owned(),
-            allowed: allowed.iter().map(|h| h.to_ascii_lowercase()).collect(),
-        }
-    }
-
-    /// `authority` is `host` or `host:port`; an entry without a port allows every port.
-    pub(crate) fn allows(&self, authority: &str) -> bool {
-        let authority = authority.to_ascii_lowercase();
-        let host = match authority.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => authority.as_str(),
-        };
-        self.allowed
-            .iter()
-            .any(|entry| entry == "*" || *entry == authority || entry == host)
-    }
-}
-
 impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
@@ -199,29 +152,8 @@ impl WasiHttpHooks for Outbound {
             module = %self.module,
             host = %authority,
             "outbound request denied: add the host to modules.{}.allowed_hosts to allow it",
-            self.module.split('@').next().unwrap_or_default()
+            self.module.name
         );
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Outbound;
-
-    #[test]
-    fn allowed_hosts_match_host_or_host_and_port() {
-        let o = Outbound::new(
-            "m@1.0.0",
-            &["api.example.com".into(), "127.0.0.1:9000".into()],
-        );
-        assert!(o.allows("api.example.com"));
-        assert!(o.allows("API.example.com:443"));
-        assert!(o.allows("127.0.0.1:9000"));
-        assert!(!o.allows("127.0.0.1:9001"));
-        assert!(!o.allows("127.0.0.1"));
-        assert!(!o.allows("evil.example.com"));
-        assert!(!Outbound::default().allows("api.example.com"));
-        assert!(Outbound::new("m@1.0.0", &["*".into()]).allows("anything:1"));
     }
 }

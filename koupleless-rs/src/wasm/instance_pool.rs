@@ -28,9 +28,9 @@ use wasmtime_wasi_http::{
 };
 
 use super::{
-    engine::{GuestState, WasmEngine},
+    engine::WasmEngine,
+    guest_state::{Capabilities, GuestState, Outbound},
     host::{
-        Capabilities, Outbound,
         bindings::{
             Module as Bindings, ModulePre, exports::koupleless::module::lifecycle::Status,
             koupleless::module::types::Request as WitRequest,
@@ -38,7 +38,8 @@ use super::{
         headers,
     },
 };
-use crate::{config::ModuleSettings, manifest::Manifest, module::Health};
+use koupleless_config::ModuleConfig;
+use koupleless_module::{Health, Manifest, ModuleKey};
 
 /// How the component is called.
 pub(crate) enum Pre {
@@ -62,7 +63,7 @@ pub(crate) type TrapHook = Arc<dyn Fn(String) + Send + Sync>;
 pub(crate) struct InstancePool {
     engine: Arc<WasmEngine>,
     pre: Pre,
-    module: String,
+    module: ModuleKey,
     env: Vec<(String, String)>,
     /// The module's `[modules.<name>]` section as JSON.
     config_json: String,
@@ -82,13 +83,13 @@ impl InstancePool {
         engine: Arc<WasmEngine>,
         pre: Pre,
         manifest: &Manifest,
-        config: &serde_json::Value,
-        settings: &ModuleSettings,
+        config: &ModuleConfig,
     ) -> Self {
         let size = engine.config().instances_per_module.max(1);
+        let settings = config.settings();
         // The guest learns who it was installed as and its own configuration section; it
         // inherits nothing else.
-        let config_json = config.to_string();
+        let config_json = config.section().to_string();
         let env = vec![
             ("KOUPLELESS_MODULE_NAME".to_owned(), manifest.name.clone()),
             (

@@ -7,23 +7,13 @@
 
 mod cache;
 mod engine;
+mod guest_state;
 mod host;
 mod instance_pool;
-mod manifest_section;
 mod module;
 
 pub(crate) use engine::WasmEngine;
-pub use manifest_section::MANIFEST_SECTION;
-
-/// The manifest a component embeds (see [`MANIFEST_SECTION`]), if any; `artifact` names the
-/// file in errors. Tools use it to check a build before it is released.
-pub fn embedded_manifest(
-    bytes: &[u8],
-    artifact: &str,
-) -> Result<Option<crate::Manifest>, WasmError> {
-    manifest_section::read(bytes, artifact)
-}
-pub use module::{ManifestOverrides, WasmModule};
+pub(crate) use module::{ManifestOverrides, WasmModule};
 
 /// Why a component could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -7,23 +7,21 @@ use axum::{Router, body::Body};
 use http::Request;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use koupleless_config::ModuleConfig;
+use koupleless_module::{Health, Manifest, Module, ModuleContext, ModuleError, Version};
+
 use super::{
     WasmError,
     engine::WasmEngine,
-    host::{Capabilities, bindings::ModulePre},
+    guest_state::Capabilities,
+    host::bindings::ModulePre,
     instance_pool::{InstancePool, Pre},
-    manifest_section,
 };
-use crate::{
-    config::ModuleSettings,
-    context::ModuleContext,
-    manifest::Manifest,
-    module::{Health, Module, ModuleError},
-};
+use crate::report::Chain;
 
 /// A compiled component, ready to install. Cheap to clone.
 #[derive(Clone)]
-pub struct WasmModule {
+pub(crate) struct WasmModule {
     manifest: Manifest,
     pool: Arc<InstancePool>,
 }
@@ -31,13 +29,13 @@ pub struct WasmModule {
 /// Name, version and prefix given with an install request; they fill in (or replace) what
 /// the component embeds.
 #[derive(Clone, Debug, Default)]
-pub struct ManifestOverrides {
+pub(crate) struct ManifestOverrides {
     /// Module name.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Module version.
-    pub version: Option<crate::manifest::Version>,
+    pub(crate) version: Option<Version>,
     /// Route prefix.
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
 }
 
 impl WasmModule {
@@ -48,18 +46,15 @@ impl WasmModule {
         artifact: &str,
         bytes: Vec<u8>,
         overrides: ManifestOverrides,
-        figment: &figment::Figment,
+        modules: &koupleless_config::ModulesConfig,
     ) -> Result<Self, WasmError> {
-        let embedded = manifest_section::read(&bytes, artifact)?;
+        let embedded = koupleless_release::embedded_manifest(&bytes, artifact)
+            .map_err(|e| WasmError::new(artifact, Chain(&e)))?;
         let manifest = merge(embedded, overrides, artifact)?;
         manifest
             .validate()
             .map_err(|e| WasmError::new(artifact, e))?;
-        // The module's own `[modules.<name>]` section, handed to the guest as JSON.
-        let config: serde_json::Value = crate::config::module_section(figment, &manifest.name)
-            .map_err(|e| WasmError::new(artifact, e))?;
-        let settings: ModuleSettings = crate::config::module_section(figment, &manifest.name)
-            .map_err(|e| WasmError::new(artifact, e))?;
+        let config: &ModuleConfig = modules.get(&manifest.name);
 
         let compile_engine = Arc::clone(&engine);
         let name = artifact.to_owned();
@@ -95,9 +90,7 @@ impl WasmModule {
                 )
             })?),
         };
-        let pool = Arc::new(InstancePool::new(
-            engine, pre, &manifest, &config, &settings,
-        ));
+        let pool = Arc::new(InstancePool::new(engine, pre, &manifest, config));
         Ok(Self { manifest, pool })
     }
 }

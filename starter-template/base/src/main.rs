@@ -8,6 +8,8 @@
 //! `Base::builder().module(payroll::Payroll::default())`.
 
 #[tokio::main]
-async fn main() -> Result<(), koupleless::BaseError> {
-    koupleless::Base::builder().run().await
+async fn main() -> anyhow::Result<()> {
+    // anyhow prints a failure as its message and causes, e.g. which key of the configuration
+    // is invalid and where it was set.
+    Ok(koupleless::Base::builder().run().await?)
 }

@@ -7,7 +7,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use koupleless::{
+use koupleless_module::{
     Health, Module, ModuleContext, ModuleError,
     axum::{Json, Router, extract::State, routing::get},
 };
@@ -30,8 +30,8 @@ struct Greeting {
     served_by: String,
 }
 
-#[koupleless::module(name = "{{project-name}}", prefix = "{{prefix}}")]
-#[koupleless::async_trait]
+#[koupleless_module::module(name = "{{project-name}}", prefix = "{{prefix}}")]
+#[koupleless_module::async_trait]
 impl Module for {{crate_name | pascal_case}} {
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
         // Fails the install (and keeps the current version serving) when the section is invalid.
@@ -55,6 +55,6 @@ async fn hello(State(ctx): State<ModuleContext>) -> Json<Greeting> {
     let settings: Settings = ctx.config().unwrap_or_default();
     Json(Greeting {
         message: settings.greeting.unwrap_or_else(|| "hello".to_owned()),
-        served_by: ctx.manifest().key(),
+        served_by: ctx.manifest().key().to_string(),
     })
 }

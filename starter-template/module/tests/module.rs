@@ -1,7 +1,7 @@
-//! The module's routes and lifecycle, without a base (`koupleless::testing`).
+//! The module's routes and lifecycle, without a base (`koupleless_module::testing`).
 
 use {{crate_name}}::{{crate_name | pascal_case}};
-use koupleless::testing::ModuleHarness;
+use koupleless_module::testing::ModuleHarness;
 
 #[tokio::test]
 async fn hello_answers_with_the_configured_greeting() {

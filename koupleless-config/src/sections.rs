@@ -1,0 +1,423 @@
+//! The typed sections of the base's configuration, with their defaults.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use koupleless_wire::Strategy;
+use serde::{Deserialize, Serialize};
+
+/// The base's configuration. Every key is documented in the book's configuration reference.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The application listener.
+    pub server: ServerConfig,
+    /// The admin listener (Arklet-compatible API, metrics).
+    pub admin: AdminConfig,
+    /// Probes and readiness.
+    pub health: HealthConfig,
+    /// How new versions replace old ones.
+    pub upgrade: UpgradeConfig,
+    /// Restart policy for failed modules.
+    pub supervisor: SupervisorConfig,
+    /// SIGTERM handling.
+    pub shutdown: ShutdownConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// Dynamic (WebAssembly) modules.
+    pub wasm: WasmConfig,
+    /// Redis, shared by the bases of a cluster.
+    pub redis: RedisConfig,
+    /// Where module artifacts are released, and how often the base looks.
+    pub storage: StorageConfig,
+    /// How the bases of a cluster take turns installing a release.
+    pub rollout: RolloutConfig,
+    /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`](crate::ModuleSettings)
+    /// for the keys the base reads, the rest belongs to the module.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, figment::value::Dict>,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the application listener (`0.0.0.0:8080` in a pod).
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API at all.
+    pub enabled: bool,
+    /// Address of the admin listener (Arklet's port by default).
+    pub listen: SocketAddr,
+    /// Bearer token; required when `listen` is not a loopback address, checked whenever set.
+    #[serde(deserialize_with = "token_text")]
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 1238).into(),
+            token: None,
+        }
+    }
+}
+
+/// A value from the environment may look like a number or a boolean
+/// (`KOUPLELESS_ADMIN__TOKEN=12345`, `KOUPLELESS_STORAGE__OPTIONS__ALLOW_HTTP=true`); it is
+/// still text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+    Bool(bool),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> Self {
+        match s {
+            Scalar::Text(t) => t,
+            Scalar::Unsigned(n) => n.to_string(),
+            Scalar::Signed(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn token_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+}
+
+fn text_values<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(BTreeMap::<String, Scalar>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect())
+}
+
+/// Which listeners answer the health probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeListeners {
+    /// The application listener only.
+    App,
+    /// The admin listener only.
+    Admin,
+    /// Both.
+    Both,
+}
+
+/// `[health]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Modules that must be activated and healthy before the base is ready.
+    pub required_modules: Vec<String>,
+    /// When set, the base is ready only while this file exists (the seed's `A_status`).
+    pub traffic_switch_file: Option<PathBuf>,
+    /// Initial position of the admin traffic switch.
+    pub traffic_on_at_start: bool,
+    /// How often each module's `health` is polled.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// How long a `health` call may take before it counts as down.
+    #[serde(with = "humantime_serde")]
+    pub check_timeout: Duration,
+    /// How often the switch file is looked at and the heartbeat renewed.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Where `/livez`, `/readyz`, `/startupz` and their aliases are served.
+    pub listeners: ProbeListeners,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            required_modules: Vec::new(),
+            traffic_switch_file: None,
+            traffic_on_at_start: true,
+            check_interval: Duration::from_secs(5),
+            check_timeout: Duration::from_secs(2),
+            tick_interval: Duration::from_millis(500),
+            listeners: ProbeListeners::Both,
+        }
+    }
+}
+
+/// `[upgrade]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// Default strategy; `modules.<name>.strategy` overrides it.
+    pub strategy: Strategy,
+    /// Longest a module's `start` may take (its first health check is bounded by
+    /// `health.check_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub start_timeout: Duration,
+    /// Longest an old version's in-flight requests are waited for before it is stopped.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// `drain` strategy: how long readiness is off before the swap.
+    #[serde(with = "humantime_serde")]
+    pub silence_before_uninstall: Duration,
+    /// Longest a module's `stop` (and the cancellation of its tasks) may take.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Swap,
+            start_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            silence_before_uninstall: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[supervisor]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorConfig {
+    /// Wait before the first restart of a failed module.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest wait between restarts (the wait doubles each time).
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Failures within `meltdown_window` after which the module is `broken`.
+    pub max_restarts: u32,
+    /// The window in which failures are counted.
+    #[serde(with = "humantime_serde")]
+    pub meltdown_window: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            max_restarts: 5,
+            meltdown_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, how long readiness is off before the listener stops accepting.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Everything after SIGTERM must finish within this; match the pod's grace period.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(5),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One short line per event.
+    Compact,
+    /// Multi-line, for reading at a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `info,koupleless=debug`; `RUST_LOG` wins.
+    pub level: String,
+    /// `compact`, `pretty` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Compact,
+        }
+    }
+}
+
+/// `[wasm]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmConfig {
+    /// Warm instances kept per module version, and the most that serve requests at once.
+    pub instances_per_module: usize,
+    /// Instances the whole base may hold (sizes the pooling allocator's reservations).
+    pub max_instances: u32,
+    /// Linear memory cap of one instance, in MiB.
+    pub max_memory_mib: usize,
+    /// Longest a request may run inside a component before it is stopped and answered 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Where compiled components are kept, so a restarted base loads known modules without
+    /// compiling them again. Only files this base wrote are ever loaded from it.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            instances_per_module: 2,
+            max_instances: 64,
+            max_memory_mib: 64,
+            request_timeout: Duration::from_secs(30),
+            cache_dir: Some(std::env::temp_dir().join("koupleless-wasm-cache")),
+        }
+    }
+}
+
+/// `[redis]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port/db`. When set, modules' key-value data lives in Redis,
+    /// shared by the bases of a cluster; unset, it stays in the base's memory.
+    pub url: Option<String>,
+    /// Prefix of every key the base writes (`<key_prefix>:kv:<module>/<key>`).
+    pub key_prefix: String,
+    /// Connections each base keeps.
+    pub pool_size: usize,
+    /// Longest wait for a connection or an answer; then the operation fails with an error
+    /// naming this key.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "koupleless".to_owned(),
+            pool_size: 8,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Watch `url` and install the newest artifact of each module found there.
+    pub enabled: bool,
+    /// Where artifacts are released: a local directory (`./modules`, `/srv/modules`,
+    /// `file:///srv/modules`), or `s3://bucket/prefix` (AWS, Alibaba OSS, MinIO…),
+    /// `gs://bucket/prefix`, `az://container/prefix`. Credentials come from the usual
+    /// environment variables (`AWS_ACCESS_KEY_ID`…) or from `options`.
+    pub url: String,
+    /// Settings of the object store client, named as the object_store crate names them
+    /// (`aws_endpoint`, `aws_region`, `aws_virtual_hosted_style_request`, `allow_http`…).
+    #[serde(deserialize_with = "text_values")]
+    pub options: BTreeMap<String, String>,
+    /// How often the location is listed.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// After a failed listing the next one waits twice as long, up to this.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// When the artifact of the version a base installed from storage disappears, go back
+    /// to the highest version left, or uninstall the module when none is left. Off by
+    /// default: deleting files never changes what serves.
+    pub uninstall_removed: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: "./modules".to_owned(),
+            options: BTreeMap::new(),
+            poll_interval: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(60),
+            uninstall_removed: false,
+        }
+    }
+}
+
+/// `[rollout]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Bases of the cluster that may install the same module at once. With `redis.url` set
+    /// the limit holds across the cluster; without, the base only limits itself.
+    pub max_parallel: usize,
+    /// How long a lease outlives a base that stops renewing it (one killed mid-install).
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// This base's name in rollout records. Default: `$POD_NAME` (set it from the downward
+    /// API), else the host name and process id.
+    pub pod: Option<String>,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            max_parallel: 1,
+            lease_ttl: Duration::from_secs(15),
+            pod: None,
+        }
+    }
+}
+
+impl RolloutConfig {
+    /// The name this base records itself under.
+    pub fn pod_name(&self) -> String {
+        if let Some(pod) = self.pod.as_deref().filter(|p| !p.is_empty()) {
+            return pod.to_owned();
+        }
+        if let Ok(pod) = std::env::var("POD_NAME")
+            && !pod.is_empty()
+        {
+            return pod;
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "base".to_owned());
+        format!("{host}:{}", std::process::id())
+    }
+}

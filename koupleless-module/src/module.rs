@@ -1,0 +1,83 @@
+//! The `Module` trait: what a unit of business code gives the base.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use axum::Router;
+use koupleless_wire::{Health, Manifest};
+
+use crate::ModuleContext;
+
+/// A unit of business code with a name, a version, a route prefix and a lifecycle.
+///
+/// The base calls [`start`](Module::start) once each time the version starts (again after a
+/// restart, not on a switch),
+/// mounts [`router`](Module::router) under the manifest's prefix, polls
+/// [`health`](Module::health), and calls [`stop`](Module::stop) after the version's
+/// in-flight requests have finished. Any `tower::Service` can be mounted by returning
+/// `Router::new().fallback_service(service)`.
+#[async_trait]
+pub trait Module: Send + Sync + 'static {
+    /// Name, version and route prefix.
+    fn manifest(&self) -> Manifest;
+
+    /// Prepares the module; an error here keeps the version from receiving traffic.
+    async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// The routes of this module, relative to its prefix.
+    fn router(&self, ctx: &ModuleContext) -> Router;
+
+    /// Current health; `Down` makes the base not ready when the module is required.
+    async fn health(&self) -> Health {
+        Health::Up
+    }
+
+    /// Releases what `start` acquired. Tasks spawned through the context are cancelled
+    /// by the base after this returns.
+    async fn stop(&self) -> Result<(), ModuleError> {
+        Ok(())
+    }
+}
+
+/// An error from a module's lifecycle hook. Any `std::error::Error` converts into it
+/// with `?`; [`ModuleError::msg`] makes one from text.
+pub struct ModuleError {
+    message: String,
+}
+
+impl ModuleError {
+    /// An error with this message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ModuleError {
+    fn from(err: E) -> Self {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self { message }
+    }
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ModuleError({:?})", self.message)
+    }
+}

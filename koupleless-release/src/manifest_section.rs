@@ -1,0 +1,92 @@
+//! The manifest a component carries in a custom section.
+
+use koupleless_wire::{Manifest, Version};
+use serde::Deserialize;
+
+/// Name of the custom section holding the manifest as JSON
+/// (`{"name": "payroll", "version": "1.4.0", "prefix": "/payroll"}`).
+pub const MANIFEST_SECTION: &str = "koupleless-manifest";
+
+#[derive(Deserialize)]
+struct Embedded {
+    name: String,
+    version: String,
+    prefix: String,
+}
+
+/// Why the manifest of an artifact could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArtifactError {
+    /// The bytes are not a wasm binary.
+    #[error("{artifact} is not a valid wasm binary")]
+    NotWasm {
+        /// The artifact, as its location names it.
+        artifact: String,
+        /// What the parser found.
+        #[source]
+        source: wasmparser::BinaryReaderError,
+    },
+    /// The manifest section is not the JSON the `#[koupleless::module]` macro writes.
+    #[error("the `{MANIFEST_SECTION}` section of {artifact} is not the expected JSON")]
+    ManifestJson {
+        /// The artifact.
+        artifact: String,
+        /// What the JSON parser found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The embedded version is not semver.
+    #[error("the embedded version `{version}` of {artifact} is not semver")]
+    ManifestVersion {
+        /// The artifact.
+        artifact: String,
+        /// The version as written.
+        version: String,
+        /// What the semver parser found.
+        #[source]
+        source: semver::Error,
+    },
+}
+
+/// The manifest a component embeds (see [`MANIFEST_SECTION`]), if any; `artifact` names the
+/// file in errors. A section at the component's top level wins over one in a nested core
+/// module (where a guest's `link_section` puts it). Tools use it to check a build before it is
+/// released; a base reads it before it compiles the component.
+pub fn embedded_manifest(bytes: &[u8], artifact: &str) -> Result<Option<Manifest>, ArtifactError> {
+    let mut found: Option<(u32, &[u8])> = None;
+    let mut depth = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|source| ArtifactError::NotWasm {
+            artifact: artifact.to_owned(),
+            source,
+        })?;
+        match payload {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::CustomSection(section)
+                if section.name() == MANIFEST_SECTION
+                    && found.as_ref().is_none_or(|(d, _)| depth < *d) =>
+            {
+                found = Some((depth, section.data()));
+            }
+            _ => {}
+        }
+    }
+    let Some((_, data)) = found else {
+        return Ok(None);
+    };
+    let embedded: Embedded =
+        serde_json::from_slice(data).map_err(|source| ArtifactError::ManifestJson {
+            artifact: artifact.to_owned(),
+            source,
+        })?;
+    let version =
+        Version::parse(&embedded.version).map_err(|source| ArtifactError::ManifestVersion {
+            artifact: artifact.to_owned(),
+            version: embedded.version.clone(),
+            source,
+        })?;
+    Ok(Some(Manifest::new(embedded.name, version, embedded.prefix)))
+}

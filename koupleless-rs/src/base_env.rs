@@ -1,0 +1,106 @@
+//! What every part of a running base shares, fixed when it starts: the configuration, the
+//! shared resources and key-value backend, the router, the native catalog, and the wasm
+//! engine once one is needed.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::Router;
+use figment::Figment;
+use koupleless_config::{Config, ModulesConfig};
+use koupleless_module::{KeyValueBackend, ModuleKey, Resources};
+use koupleless_wire::Strategy;
+use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
+
+use crate::{
+    catalog::Catalog,
+    routing::{ConcurrencyLimit, ModuleService, SharedRouter},
+    wasm::{WasmEngine, WasmError},
+};
+
+/// What every part of the base shares, fixed at start.
+pub(crate) struct BaseEnv {
+    pub(crate) config: Arc<Config>,
+    pub(crate) figment: Figment,
+    /// Each module's section, read and checked when the configuration loaded.
+    pub(crate) modules: ModulesConfig,
+    pub(crate) resources: Resources,
+    pub(crate) key_value: Arc<dyn KeyValueBackend>,
+    pub(crate) router: SharedRouter,
+    pub(crate) catalog: Catalog,
+    /// One lock per module name: operations on a module run one at a time.
+    op_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Created on the first wasm install, so bases without wasm modules reserve nothing.
+    wasm: tokio::sync::OnceCell<Arc<WasmEngine>>,
+}
+
+impl BaseEnv {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Arc<Config>,
+        figment: Figment,
+        modules: ModulesConfig,
+        resources: Resources,
+        key_value: Arc<dyn KeyValueBackend>,
+        router: SharedRouter,
+        catalog: Catalog,
+    ) -> Self {
+        Self {
+            config,
+            figment,
+            modules,
+            resources,
+            key_value,
+            router,
+            catalog,
+            op_locks: Default::default(),
+            wasm: Default::default(),
+        }
+    }
+
+    /// The lock operations on module `name` take.
+    pub(crate) fn lock_for(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(name.to_owned()).or_default())
+    }
+
+    /// Every module's lock, to wait for all operations under way.
+    pub(crate) fn all_locks(&self) -> Vec<Arc<Mutex<()>>> {
+        self.op_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The wasm engine, created on first use.
+    pub(crate) async fn wasm_engine(&self) -> Result<Arc<WasmEngine>, WasmError> {
+        self.wasm
+            .get_or_try_init(|| async { WasmEngine::new(&self.config.wasm) })
+            .await
+            .cloned()
+    }
+
+    /// The router service of one version, with its concurrency limit from configuration.
+    pub(crate) fn service_for(
+        &self,
+        key: &ModuleKey,
+        router: Router,
+        in_flight: TaskTracker,
+    ) -> ModuleService {
+        let settings = self.modules.get(&key.name).settings();
+        let limit = settings
+            .max_concurrent_requests
+            .map(|max| ConcurrencyLimit::new(&key.name, max, settings.queue_timeout));
+        ModuleService::new(key, router, in_flight, limit)
+    }
+
+    /// The strategy for a module: the request's, then `modules.<name>.strategy`, then
+    /// `upgrade.strategy`.
+    pub(crate) fn strategy_for(&self, name: &str, requested: Option<Strategy>) -> Strategy {
+        requested
+            .or(self.modules.get(name).settings().strategy)
+            .unwrap_or(self.config.upgrade.strategy)
+    }
+}

@@ -1,0 +1,321 @@
+//! One attempt at a module: take the module's lease, download the release, install it while
+//! renewing the lease every third of its TTL, record the outcome, give the lease back. A
+//! failure that is the release's own halts it cluster-wide; a lost lease aborts the install
+//! before the new version takes traffic.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use koupleless_module::{ModuleKey, Version};
+use koupleless_release::{
+    Store,
+    coordination::{Coordination, CoordinationError, Lease, now_ms},
+    layout::Artifact,
+    sha256_hex,
+};
+use koupleless_wire::{EventKind, PodFailure, PodOutcome, PodRecord, RolloutEvent};
+use tokio_util::sync::CancellationToken;
+
+use super::{Installer, Release};
+use crate::{error::BaseError, metrics, report::Chain};
+
+/// How an attempt on one module ended.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// Nothing to do: every newer version is halted.
+    Idle,
+    /// Another base holds the lease; try again at the next listing.
+    Busy,
+    /// Redis (or the store) could not be asked: no install started.
+    Unreachable(CoordinationError),
+    /// The version now serves here.
+    Installed(Version),
+    /// The module was uninstalled because its artifacts were removed.
+    Uninstalled,
+    /// Failed or aborted; recorded.
+    Failed,
+}
+
+/// What an attempt needs: the lease store, the storage location, the base.
+pub(crate) struct Rollout {
+    pub(crate) coordination: Arc<dyn Coordination>,
+    /// The storage location; `None` when `storage.enabled` is off (nothing is ever due).
+    pub(crate) store: Option<Arc<Store>>,
+    pub(crate) installer: Arc<dyn Installer>,
+    /// This base's name in the records.
+    pub(crate) pod: String,
+    pub(crate) lease_ttl: Duration,
+}
+
+impl Rollout {
+    /// Installs the first of `candidates` (highest first) that no base has failed.
+    pub(crate) async fn install(&self, module: &str, candidates: Vec<Artifact>) -> Attempt {
+        let Some(store) = &self.store else {
+            return Attempt::Idle;
+        };
+        let mut chosen = None;
+        for artifact in candidates {
+            let release = ModuleKey::new(module, artifact.version.clone());
+            match self.coordination.failure(&release).await {
+                Ok(None) => {
+                    chosen = Some((release, artifact));
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                Err(e) => return Attempt::Unreachable(e),
+            }
+        }
+        let Some((release, artifact)) = chosen else {
+            return Attempt::Idle;
+        };
+        let lease = match self.take_lease(module).await {
+            Ok(lease) => lease,
+            Err(attempt) => return attempt,
+        };
+        // Another base may have failed this version while this one waited for the lease.
+        match self.coordination.failure(&release).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                let _ = self.coordination.release(&lease).await;
+                return Attempt::Idle;
+            }
+            Err(e) => {
+                let _ = self.coordination.release(&lease).await;
+                return Attempt::Unreachable(e);
+            }
+        }
+        let record = Recorder {
+            rollout: self,
+            release: &release,
+            fence: lease.fence,
+            started_at_ms: now_ms(),
+        };
+        tracing::info!(module, version = %release.version, fence = lease.fence, pod = %self.pod, "rollout lease taken; installing");
+        record
+            .step(
+                EventKind::LeaseAcquired,
+                Some(PodOutcome::Installing),
+                Some(format!("slot {}", lease.slot)),
+                false,
+            )
+            .await;
+
+        let lost = CancellationToken::new();
+        let renewal = self.keep_renewing(&lease, lost.clone());
+        let fetched = store.fetch(&artifact).await;
+        metrics::record_storage("get", fetched.is_ok());
+        let result = match fetched {
+            Ok(bytes) => self
+                .installer
+                .install(Release {
+                    location: store.describe(&artifact.location),
+                    bytes,
+                    key: release.clone(),
+                    abort: lost.clone(),
+                })
+                .await
+                .map(|_| ()),
+            Err(e) => Err(BaseError::Aborted {
+                module: release.clone(),
+                reason: Chain(&e).to_string(),
+            }),
+        };
+        renewal.abort();
+
+        let attempt = match result {
+            Ok(()) => {
+                tracing::info!(module, version = %release.version, "release installed");
+                record
+                    .step(
+                        EventKind::Installed,
+                        Some(PodOutcome::Succeeded),
+                        None,
+                        false,
+                    )
+                    .await;
+                metrics::record_rollout(module, "installed");
+                Attempt::Installed(release.version.clone())
+            }
+            Err(e) if lost.is_cancelled() => {
+                record
+                    .step(
+                        EventKind::LeaseLost,
+                        Some(PodOutcome::Aborted),
+                        Some(format!(
+                            "lease lost; the previous version keeps serving ({})",
+                            e.report()
+                        )),
+                        false,
+                    )
+                    .await;
+                metrics::record_rollout(module, "lease_lost");
+                Attempt::Failed
+            }
+            Err(e) if e.is_release_fault() => {
+                tracing::error!(module, version = %release.version, error = %e.report(), "release failed; halting its rollout on every base");
+                record
+                    .step(
+                        EventKind::Failed,
+                        Some(PodOutcome::Failed),
+                        Some(e.report()),
+                        true,
+                    )
+                    .await;
+                metrics::record_rollout(module, "failed");
+                Attempt::Failed
+            }
+            Err(e) => {
+                tracing::warn!(module, version = %release.version, error = %e.report(), "install aborted; it is tried again at the next listing");
+                record
+                    .step(
+                        EventKind::Aborted,
+                        Some(PodOutcome::Aborted),
+                        Some(e.report()),
+                        false,
+                    )
+                    .await;
+                metrics::record_rollout(module, "aborted");
+                Attempt::Failed
+            }
+        };
+        if !lost.is_cancelled() {
+            match self.coordination.release(&lease).await {
+                Ok(()) => {
+                    record
+                        .step(EventKind::LeaseReleased, None, None, false)
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(module, error = %Chain(&e), "could not release the rollout lease; it expires after rollout.lease_ttl")
+                }
+            }
+        }
+        attempt
+    }
+
+    /// Uninstalls `module@version`, whose artifacts were all removed from storage.
+    pub(crate) async fn uninstall(&self, module: &str, version: Version) -> Attempt {
+        let lease = match self.take_lease(module).await {
+            Ok(lease) => lease,
+            Err(attempt) => return attempt,
+        };
+        tracing::info!(module, version = %version, "every artifact of the module was removed from storage; uninstalling (storage.uninstall_removed)");
+        let result = self.installer.uninstall(module, version).await;
+        let _ = self.coordination.release(&lease).await;
+        match result {
+            Ok(_) => Attempt::Uninstalled,
+            Err(e) => {
+                tracing::warn!(module, error = %e.report(), "uninstall after removal failed");
+                Attempt::Failed
+            }
+        }
+    }
+
+    /// Takes the module's lease, or says why not.
+    async fn take_lease(&self, module: &str) -> Result<Lease, Attempt> {
+        match self
+            .coordination
+            .acquire(module, &new_token(&self.pod), self.lease_ttl)
+            .await
+        {
+            Ok(Some(lease)) => Ok(lease),
+            Ok(None) => Err(Attempt::Busy),
+            Err(e) => Err(Attempt::Unreachable(e)),
+        }
+    }
+
+    /// Renews the lease every third of its TTL; cancels `lost` when it is gone, or when the
+    /// store has not confirmed it for two thirds of the TTL (it may expire at any moment
+    /// after that).
+    fn keep_renewing(&self, lease: &Lease, lost: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let coordination = Arc::clone(&self.coordination);
+        let lease = lease.clone();
+        let ttl = self.lease_ttl;
+        tokio::spawn(async move {
+            let mut confirmed = Instant::now();
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match coordination.renew(&lease, ttl).await {
+                    Ok(true) => confirmed = Instant::now(),
+                    Ok(false) => {
+                        tracing::warn!(module = %lease.module, fence = lease.fence, "the rollout lease was taken over; aborting the install");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) if confirmed.elapsed() >= ttl * 2 / 3 => {
+                        tracing::warn!(module = %lease.module, fence = lease.fence, error = %Chain(&e), "the rollout lease could not be renewed in time; aborting the install");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(module = %lease.module, error = %Chain(&e), "renewing the rollout lease failed; retrying")
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A token no other holder has: this pod, this process, a counter and the time.
+fn new_token(pod: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    sha256_hex(format!("{pod}/{}/{n}/{nanos}", std::process::id()).as_bytes())[..32].to_owned()
+}
+
+/// Records the steps of one attempt under one lease.
+struct Recorder<'a> {
+    rollout: &'a Rollout,
+    release: &'a ModuleKey,
+    fence: u64,
+    started_at_ms: u64,
+}
+
+impl Recorder<'_> {
+    async fn step(
+        &self,
+        event: EventKind,
+        outcome: Option<PodOutcome>,
+        reason: Option<String>,
+        halt: bool,
+    ) {
+        let at_ms = now_ms();
+        let pod = &self.rollout.pod;
+        let record = outcome.map(|outcome| PodRecord {
+            outcome,
+            reason: reason.clone(),
+            fence: self.fence,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: (outcome != PodOutcome::Installing).then_some(at_ms),
+        });
+        let failure = halt.then(|| PodFailure {
+            pod: pod.clone(),
+            reason: reason.clone().unwrap_or_default(),
+            at_ms,
+        });
+        let event = RolloutEvent {
+            at_ms,
+            pod: pod.clone(),
+            event,
+            fence: Some(self.fence),
+            detail: reason,
+        };
+        if let Err(e) = self
+            .rollout
+            .coordination
+            .record(self.release, event, record, failure)
+            .await
+        {
+            tracing::warn!(release = %self.release, error = %Chain(&e), "could not record a rollout step");
+        }
+    }
+}

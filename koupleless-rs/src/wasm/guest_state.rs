@@ -1,0 +1,131 @@
+//! What each store of a wasm module holds: its WASI and wasi:http contexts, its resources,
+//! its memory cap, the module's capabilities and its outbound-HTTP policy. Data only: the
+//! host functions that use it are in `host.rs`.
+
+use std::sync::Arc;
+
+use koupleless_module::{KeyValue, ModuleClient, ModuleKey};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, component::ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// What each store holds: WASI and wasi:http contexts, its resources, its memory cap.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    capabilities: Option<Arc<Capabilities>>,
+    outbound: Outbound,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+impl GuestState {
+    /// A store's state: only the environment variables given, nothing else inherited.
+    pub(crate) fn new(
+        env: &[(String, String)],
+        capabilities: Option<Arc<Capabilities>>,
+        outbound: Outbound,
+        max_memory_bytes: usize,
+    ) -> Self {
+        Self {
+            capabilities,
+            outbound,
+            wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(max_memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+        }
+    }
+
+    /// The memory cap, as the store's limiter.
+    pub(crate) fn limits(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limits
+    }
+
+    /// The module's capabilities, once it has started.
+    pub(crate) fn capabilities(&self) -> Result<&Arc<Capabilities>, String> {
+        self.capabilities
+            .as_ref()
+            .ok_or_else(|| "the base grants nothing before the module starts".to_owned())
+    }
+}
+
+/// One module version's capabilities, shared by all its instances.
+pub(crate) struct Capabilities {
+    pub(crate) module: ModuleKey,
+    pub(crate) span: tracing::Span,
+    pub(crate) config: String,
+    pub(crate) kv: KeyValue,
+    pub(crate) client: ModuleClient,
+}
+
+/// Outbound wasi:http requests: allowed only to the module's `allowed_hosts`.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    pub(crate) module: ModuleKey,
+    allowed: Arc<[String]>,
+}
+
+impl Outbound {
+    pub(crate) fn new(module: &ModuleKey, allowed: &[String]) -> Self {
+        Self {
+            module: module.clone(),
+            allowed: allowed.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// `authority` is `host` or `host:port`; an entry without a port allows every port.
+    pub(crate) fn allows(&self, authority: &str) -> bool {
+        let authority = authority.to_ascii_lowercase();
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority.as_str(),
+        };
+        self.allowed
+            .iter()
+            .any(|entry| entry == "*" || *entry == authority || entry == host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outbound;
+
+    #[test]
+    fn allowed_hosts_match_host_or_host_and_port() {
+        let o = Outbound::new(
+            &"m@1.0.0".parse().unwrap(),
+            &["api.example.com".into(), "127.0.0.1:9000".into()],
+        );
+        assert!(o.allows("api.example.com"));
+        assert!(o.allows("API.example.com:443"));
+        assert!(o.allows("127.0.0.1:9000"));
+        assert!(!o.allows("127.0.0.1:9001"));
+        assert!(!o.allows("127.0.0.1"));
+        assert!(!o.allows("evil.example.com"));
+        assert!(!Outbound::new(&"m@1.0.0".parse().unwrap(), &[]).allows("api.example.com"));
+        assert!(Outbound::new(&"m@1.0.0".parse().unwrap(), &["*".into()]).allows("anything:1"));
+    }
+}

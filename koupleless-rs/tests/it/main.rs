@@ -1,0 +1,14 @@
+//! The base's integration tests, one binary: each starts a real base on ephemeral loopback
+//! ports and talks HTTP to it; the Redis and S3 tests start their own servers. The memory
+//! test (`tests/wasm_memory.rs`) has a process of its own, since it measures the process.
+
+mod architecture;
+mod kernel;
+mod redis_kv;
+mod request_span;
+mod rollout_lease;
+mod storage;
+mod storage_s3;
+mod support;
+mod wasm;
+mod wasm_module;

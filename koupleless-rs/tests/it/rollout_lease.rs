@@ -1,0 +1,135 @@
+//! The rollout lease in a real `redis-server`: a base that loses its lease in the middle of
+//! an install stops before the new version takes traffic, keeps the old one serving, records
+//! why, and installs the release on a later turn.
+
+use std::time::Duration;
+
+use crate::support::{guests::hello_module, redis::RedisServer, *};
+use serde_json::Value;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn events(record: &Value) -> Vec<String> {
+    record["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn record(http: &Http, base: &koupleless::RunningBase, version: &str) -> Option<Value> {
+    let all = http.get(&admin(base, "/rollouts/hello")).await.json();
+    all.as_array()?
+        .iter()
+        .find(|r| r["version"] == version)
+        .cloned()
+}
+
+#[tokio::test]
+async fn a_lost_lease_aborts_the_install_and_the_old_version_keeps_serving() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(hello_module()).unwrap();
+    release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
+    // The drain silence keeps the install in its turn for 3 s, so the lease can be taken
+    // away from it before the new version is activated.
+    let config = format!(
+        r#"
+[storage]
+enabled = true
+url = "{}"
+poll_interval = "100ms"
+[redis]
+url = "{}"
+key_prefix = "lease-test"
+[rollout]
+lease_ttl = "900ms"
+pod = "pod-a"
+[upgrade]
+silence_before_uninstall = "3s"
+[modules.hello]
+strategy = "drain"
+[wasm]
+instances_per_module = 1
+max_instances = 16
+"#,
+        dir.path().display(),
+        redis.url()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    let who = || async { http.get(&app(&base, "/hello/who")).await.text() };
+    eventually(WITHIN, "hello@1.0.0 serving", || async {
+        who().await == "hello@1.0.0"
+    })
+    .await;
+
+    release(dir.path(), "hello/2.0.0/module.wasm", &bytes, true);
+    eventually(WITHIN, "the lease taken for 2.0.0", || async {
+        record(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| events(&r) == ["lease_acquired"])
+    })
+    .await;
+    // Another holder takes the lease over (as after an expiry): the renewal finds a token
+    // that is not its own.
+    assert_eq!(
+        redis
+            .command("SET lease-test:rollout:hello:lease:0 someone-else PX 500")
+            .as_deref(),
+        Some("+OK")
+    );
+    eventually(WITHIN, "the lease loss recorded", || async {
+        record(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| events(&r).contains(&"lease_lost".to_owned()))
+    })
+    .await;
+    let r = record(&http, &base, "2.0.0").await.unwrap();
+    let pod = &r["pods"]["pod-a"];
+    assert_eq!(pod["outcome"], "aborted", "{r}");
+    assert!(
+        pod["reason"].as_str().unwrap().contains("lease lost"),
+        "{r}"
+    );
+    assert_eq!(r["status"], "in_progress", "not the release's fault: {r}");
+    assert_eq!(who().await, "hello@1.0.0", "the old version keeps serving");
+    let modules = http.get(&admin(&base, "/modules/hello")).await.json();
+    let v2 = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == "2.0.0")
+        .expect("a record of 2.0.0");
+    assert_eq!(v2["state"], "stopped", "{v2}");
+
+    // Once the other holder's lease expires, the base takes its turn and installs 2.0.0.
+    eventually(WITHIN, "hello@2.0.0 serving", || async {
+        who().await == "hello@2.0.0"
+    })
+    .await;
+    let r = record(&http, &base, "2.0.0").await.unwrap();
+    assert_eq!(
+        events(&r),
+        [
+            "lease_acquired",
+            "lease_lost",
+            "lease_acquired",
+            "installed",
+            "lease_released"
+        ],
+        "{r}"
+    );
+    let fences: Vec<u64> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "lease_acquired")
+        .map(|e| e["fence"].as_u64().unwrap())
+        .collect();
+    assert!(fences[1] > fences[0], "{fences:?}");
+    base.shutdown().await.unwrap();
+}

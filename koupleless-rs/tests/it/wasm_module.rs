@@ -1,0 +1,331 @@
+//! Modules written with `#[koupleless::module]` and compiled to wasm: the same `Module` trait
+//! and axum `Router` as a native module, installed into a running base over the admin API.
+//! The component is built from the repo's own guest crate, `guests/hello-module`.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::support::{guests::hello_module, *};
+use axum::{Router, routing::get};
+use http::{Method, StatusCode};
+use serde_json::json;
+
+const WASM_CONFIG: &str = "[wasm]\nrequest_timeout = \"500ms\"\nmax_memory_mib = 32\nmax_instances = 16\ninstances_per_module = 1";
+
+/// `installBiz` with only the artifact: name, version and prefix come from the component.
+fn install_body(artifact: &Path, version: Option<&str>) -> serde_json::Value {
+    let mut body = json!({ "bizUrl": format!("file://{}", artifact.display()) });
+    if let Some(version) = version {
+        body["bizName"] = json!("hello");
+        body["bizVersion"] = json!(version);
+    }
+    body
+}
+
+async fn install(
+    http: &Http,
+    base: &koupleless::RunningBase,
+    version: Option<&str>,
+) -> serde_json::Value {
+    arklet(
+        http,
+        base,
+        "installBiz",
+        install_body(&hello_module(), version),
+    )
+    .await
+}
+
+/// A base with these native modules and `config`, with the hello module installed (as
+/// `hello@version` when given) and checked to be accepted.
+async fn serving(
+    natives: Vec<TestModule>,
+    config: &str,
+    version: Option<&str>,
+) -> (koupleless::RunningBase, Http) {
+    let base = start_base(natives, config).await;
+    let http = Http::new();
+    let r = install(&http, &base, version).await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    (base, http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_manifest_names_the_module_and_its_config_reaches_it() {
+    let config = format!("{WASM_CONFIG}\n[modules.hello]\ngreeting = \"hej\"\nshift = 3");
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    let r = install(&http, &base, None).await;
+    assert_eq!(r["code"], "SUCCESS", "{r}");
+    assert_eq!(
+        (
+            r["data"]["bizName"].as_str(),
+            r["data"]["bizVersion"].as_str()
+        ),
+        (Some("hello"), Some("1.0.0")),
+        "{r}"
+    );
+    let r = http.get(&app(&base, "/hello/hello")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "hej from hello@1.0.0")
+    );
+    let r = http.get(&app(&base, "/hello/config")).await.json();
+    assert_eq!(r["shift"], 3, "{r}");
+    // One warm instance serves every request: its state carries over.
+    let counts: Vec<String> = futures_counts(&http, &base, 3).await;
+    assert_eq!(counts, ["0", "1", "2"]);
+    // Unknown routes are the module's own 404, not an error of the base.
+    assert_eq!(
+        http.get(&app(&base, "/hello/nope")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    base.shutdown().await.unwrap();
+}
+
+async fn futures_counts(http: &Http, base: &koupleless::RunningBase, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(http.get(&app(base, "/hello/count")).await.text());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reuse_every_request_gets_a_fresh_instance() {
+    let config = format!("{WASM_CONFIG}\n[modules.hello]\nreuse_instances = false");
+    let (base, http) = serving(vec![], &config, None).await;
+    let counts: Vec<String> = futures_counts(&http, &base, 3).await;
+    assert_eq!(
+        counts,
+        ["0", "0", "0"],
+        "nothing carries over between requests"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hello/hello")).await.text(),
+        "hello from hello@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_start_keeps_the_version_out_and_says_why() {
+    let config = format!("{WASM_CONFIG}\n[modules.hello]\nfail_start = true");
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    let r = install(&http, &base, None).await;
+    assert_ne!(r["code"], "SUCCESS", "{r}");
+    assert!(
+        r.to_string().contains("fail_start is set in modules.hello"),
+        "{r}"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hello/hello")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_value_store_is_the_modules_own_and_outlives_an_upgrade() {
+    let (base, http) = serving(
+        vec![TestModule::new("ledger", "1.0.0", "/ledger")],
+        WASM_CONFIG,
+        Some("1.0.0"),
+    )
+    .await;
+    let put = http
+        .send(
+            Method::PUT,
+            &app(&base, "/hello/kv/month"),
+            Some(json!("2024-10")),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        http.get(&app(&base, "/hello/kv/month")).await.text(),
+        "\"2024-10\""
+    );
+    // Another module's store does not see it.
+    assert_eq!(
+        http.get(&app(&base, "/ledger/kv/month")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    assert_eq!(
+        install(&http, &base, Some("2.0.0")).await["code"],
+        "SUCCESS"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hello/hello")).await.text(),
+        "hello from hello@2.0.0"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hello/kv/month")).await.text(),
+        "\"2024-10\""
+    );
+    assert_eq!(
+        http.get(&app(&base, "/hello/kv/absent")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_and_native_modules_call_each_other_in_process() {
+    let (base, http) = serving(
+        vec![TestModule::new("ledger", "1.0.0", "/ledger")],
+        WASM_CONFIG,
+        None,
+    )
+    .await;
+    let r = http
+        .get(&app(&base, "/hello/call?path=/ledger/hello"))
+        .await;
+    assert_eq!(r.text(), "200 ledger@1.0.0");
+    let r = http.get(&app(&base, "/ledger/call/hello/hello")).await;
+    assert_eq!(r.text(), "200 hello from hello@1.0.0");
+    let r = http.get(&app(&base, "/hello/call?path=/nobody/here")).await;
+    assert!(r.text().starts_with("404"), "{}", r.text());
+    base.shutdown().await.unwrap();
+}
+
+/// A local server the guest may or may not reach, and how many requests reached it.
+async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let app = Router::new().route(
+        "/rate",
+        get(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "7.1"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_reach_only_the_allowed_hosts() {
+    let (allowed, allowed_hits) = upstream().await;
+    let (other, other_hits) = upstream().await;
+    let config = format!("{WASM_CONFIG}\n[modules.hello]\nallowed_hosts = [\"{allowed}\"]");
+    let (base, http) = serving(vec![], &config, None).await;
+    let r = http
+        .get(&app(
+            &base,
+            &format!("/hello/fetch?url=http://{allowed}/rate"),
+        ))
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "200 7.1"));
+    let r = http
+        .get(&app(
+            &base,
+            &format!("/hello/fetch?url=http://{other}/rate"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(
+        r.text().starts_with("outbound request failed"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        (
+            allowed_hits.load(Ordering::SeqCst),
+            other_hits.load(Ordering::SeqCst)
+        ),
+        (1, 0),
+        "the denied host never saw a request"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_modules_health_export_reaches_the_base() {
+    let (base, http) = serving(vec![], WASM_CONFIG, None).await;
+    assert_eq!(http.get(&app(&base, "/hello/down")).await.text(), "down");
+    eventually(
+        Duration::from_secs(5),
+        "the module reports down",
+        || async {
+            let record = biz(&http, &base, "hello", "1.0.0").await;
+            record.is_some_and(|r| r.to_string().contains("asked to report down"))
+        },
+    )
+    .await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_load_fails_no_request() {
+    let (base, http) = serving(vec![], WASM_CONFIG, Some("1.0.0")).await;
+    let url = app(&base, "/hello/hello");
+    let load = SteadyLoad::start(&http, &url, 6);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        install(&http, &base, Some("2.0.0")).await["code"],
+        "SUCCESS"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = load.finish().await;
+    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
+    for (status, body) in seen {
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a failed request during the upgrade: {body}"
+        );
+        *by_version.entry(body).or_default() += 1;
+    }
+    assert_eq!(
+        by_version.keys().collect::<Vec<_>>(),
+        ["hello from hello@1.0.0", "hello from hello@2.0.0"],
+        "{by_version:?}"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_gets_504_and_an_allocation_without_bound_gets_500_while_others_answer() {
+    let (base, http) = serving(
+        vec![TestModule::new("ledger", "1.0.0", "/ledger")],
+        WASM_CONFIG,
+        None,
+    )
+    .await;
+    let spin = {
+        let (http, url) = (http.clone(), app(&base, "/hello/spin"));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (http.get(&url).await, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        http.get(&app(&base, "/ledger/hello")).await.text(),
+        "ledger@1.0.0"
+    );
+    let (r, took) = spin.await.unwrap();
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.text());
+    assert!(r.text().contains("wasm.request_timeout"), "{}", r.text());
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+
+    let r = http.get(&app(&base, "/hello/hog")).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    // The trapped instances were replaced; the module serves on.
+    assert_eq!(
+        http.get(&app(&base, "/hello/hello")).await.text(),
+        "hello from hello@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
