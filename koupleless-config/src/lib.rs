@@ -24,7 +24,6 @@ mod modules;
 mod sections;
 
 pub use error::ConfigError;
-pub use figment;
 pub use load::LoadedConfig;
 pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
 pub use sections::{
