@@ -43,9 +43,13 @@
 //! | `testing` | no | [`testing::ModuleHarness`]: unit-test a module without a base (native only) |
 
 mod client;
+mod error;
 mod kv;
 mod module;
 
+#[cfg(target_family = "wasm")]
+#[doc(hidden)]
+pub mod export;
 #[cfg(target_family = "wasm")]
 #[doc(hidden)]
 pub mod guest;
@@ -57,10 +61,11 @@ pub mod testing;
 pub use async_trait::async_trait;
 pub use axum;
 pub use client::ClientError;
+pub use error::ModuleError;
 pub use koupleless_macros::module;
 pub use koupleless_wire::{Health, Manifest, ManifestError, ModuleKey, RESERVED_PREFIXES, Version};
 pub use kv::KeyValueError;
-pub use module::{Module, ModuleError};
+pub use module::Module;
 
 #[cfg(target_family = "wasm")]
 pub use guest::{KeyValue, ModuleClient, ModuleContext};

@@ -1,12 +1,10 @@
 //! The `Module` trait: what a unit of business code gives the base.
 
-use std::fmt;
-
 use async_trait::async_trait;
 use axum::Router;
 use koupleless_wire::{Health, Manifest};
 
-use crate::ModuleContext;
+use crate::{ModuleContext, ModuleError};
 
 /// A unit of business code with a name, a version, a route prefix and a lifecycle.
 ///
@@ -39,45 +37,5 @@ pub trait Module: Send + Sync + 'static {
     /// by the base after this returns.
     async fn stop(&self) -> Result<(), ModuleError> {
         Ok(())
-    }
-}
-
-/// An error from a module's lifecycle hook. Any `std::error::Error` converts into it
-/// with `?`; [`ModuleError::msg`] makes one from text.
-pub struct ModuleError {
-    message: String,
-}
-
-impl ModuleError {
-    /// An error with this message.
-    pub fn msg(message: impl fmt::Display) -> Self {
-        Self {
-            message: message.to_string(),
-        }
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for ModuleError {
-    fn from(err: E) -> Self {
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        Self { message }
-    }
-}
-
-impl fmt::Display for ModuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl fmt::Debug for ModuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ModuleError({:?})", self.message)
     }
 }

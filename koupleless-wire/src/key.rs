@@ -4,7 +4,7 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::manifest::Version;
+use semver::Version;
 
 /// One version of one module, written `name@version` (`payroll@1.4.0`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

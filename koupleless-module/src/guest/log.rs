@@ -14,7 +14,7 @@ use super::host;
 /// runs inside the module's span there).
 struct HostLog;
 
-pub(super) fn install() {
+pub(crate) fn install() {
     // A module that installed its own subscriber keeps it.
     let _ = tracing::subscriber::set_global_default(HostLog);
 }
