@@ -27,9 +27,9 @@ pub use error::ConfigError;
 pub use load::LoadedConfig;
 pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
 pub use sections::{
-    AdminConfig, Config, HealthConfig, LogConfig, LogFormat, ProbeListeners, RedisConfig,
-    RolloutConfig, ServerConfig, ShutdownConfig, StorageConfig, SupervisorConfig, UpgradeConfig,
-    WasmConfig,
+    AdminConfig, Config, ConnectionLimits, HealthConfig, LogConfig, LogFormat, ProbeListeners,
+    RedisConfig, RolloutConfig, ServerConfig, ShutdownConfig, StorageConfig, SupervisorConfig,
+    UpgradeConfig, WasmConfig,
 };
 
 /// Environment variable naming the configuration file.

@@ -183,6 +183,40 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "must be at least 300ms: the lease is renewed every third of it".to_owned(),
         ));
     }
+    for (section, limits) in [
+        ("server", config.server.connections()),
+        ("admin", config.admin.connections()),
+    ] {
+        if limits.header_read_timeout.is_zero() || limits.body_read_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                &format!("{section}.header_read_timeout"),
+                format!(
+                    "{section}.header_read_timeout and {section}.body_read_timeout must be above zero; write e.g. `10s`"
+                ),
+            ));
+        }
+        if limits.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                &format!("{section}.max_connections"),
+                "must be at least 1".to_owned(),
+            ));
+        }
+    }
+    if !(1..=100).contains(&config.wasm.recycle_memory_percent) {
+        return Err(ConfigError::invalid(
+            "wasm.recycle_memory_percent",
+            format!(
+                "{} is not a share of the memory cap; write a percentage from 1 to 100 (75 by default)",
+                config.wasm.recycle_memory_percent
+            ),
+        ));
+    }
+    if config.wasm.request_timeout.is_zero() || config.wasm.instance_wait_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "wasm.request_timeout",
+            "wasm.request_timeout and wasm.instance_wait_timeout must be above zero; write e.g. `5s`".to_owned(),
+        ));
+    }
     if config.shutdown.drain_delay > config.shutdown.grace {
         return Err(ConfigError::invalid(
             "shutdown.drain_delay",

@@ -43,14 +43,49 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address of the application listener (`0.0.0.0:8080` in a pod).
     pub listen: SocketAddr,
+    /// Longest a client may take to send a request's head; also how long a kept-alive
+    /// connection may stay idle before the next request. Then the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest a client may pause while sending a request body. A wasm module reads the whole
+    /// body before it takes an instance, and gives the whole body this long.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
+}
+
+impl ServerConfig {
+    /// The limits of the application listener's connections.
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+/// What one listener allows its clients: `[server]` and `[admin]` each set their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest wait for a request's head, and longest idle time between requests.
+    pub header_read_timeout: Duration,
+    /// Longest pause within a request body.
+    pub body_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 /// `[admin]`
@@ -64,6 +99,14 @@ pub struct AdminConfig {
     /// Bearer token; required when `listen` is not a loopback address, checked whenever set.
     #[serde(deserialize_with = "token_text")]
     pub token: Option<String>,
+    /// Longest a client may take to send a request's head, or stay idle between requests.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest a client may pause while sending a request body (an uploaded artifact).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for AdminConfig {
@@ -72,6 +115,20 @@ impl Default for AdminConfig {
             enabled: true,
             listen: ([127, 0, 0, 1], 1238).into(),
             token: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The limits of the admin listener's connections.
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_connections: self.max_connections,
         }
     }
 }
@@ -284,9 +341,20 @@ pub struct WasmConfig {
     pub max_instances: u32,
     /// Linear memory cap of one instance, in MiB.
     pub max_memory_mib: usize,
-    /// Longest a request may run inside a component before it is stopped and answered 504.
+    /// Longest a request may run inside a component before it is stopped and answered 504;
+    /// it also bounds reading the request body, which happens before an instance is taken.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest a request waits for one of its module's instances while all are busy; then it
+    /// is answered 503 with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub instance_wait_timeout: Duration,
+    /// An instance whose memory has grown past this share of `max_memory_mib` (in percent)
+    /// is retired after its request and replaced by a fresh one, before a guest with a
+    /// growing heap (a garbage-collected language) reaches the cap.
+    pub recycle_memory_percent: u8,
+    /// An instance is retired after serving this many requests; 0 keeps it for good.
+    pub max_requests_per_instance: u64,
     /// Where compiled components are kept, so a restarted base loads known modules without
     /// compiling them again. Only files this base wrote are ever loaded from it.
     pub cache_dir: Option<PathBuf>,
@@ -299,6 +367,9 @@ impl Default for WasmConfig {
             max_instances: 64,
             max_memory_mib: 64,
             request_timeout: Duration::from_secs(30),
+            instance_wait_timeout: Duration::from_secs(5),
+            recycle_memory_percent: 75,
+            max_requests_per_instance: 0,
             cache_dir: Some(std::env::temp_dir().join("koupleless-wasm-cache")),
         }
     }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::admin_router, base_env::BaseEnv, catalog::Catalog, error::BaseError, handle::BaseHandle,
-    probes::probe_routes, report::Chain, routing::SharedRouter, wiring,
+    probes::probe_routes, report::Chain, routing::SharedRouter, server::serve, wiring,
 };
 
 /// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
@@ -169,7 +169,13 @@ impl BaseBuilder {
         }
         let app_addr = local_addr(&app_listener)?;
         let app_stop = CancellationToken::new();
-        let app_server = serve(app_listener, router, app_stop.clone());
+        let app_server = serve(
+            app_listener,
+            router,
+            config.server.connections(),
+            "app",
+            app_stop.clone(),
+        );
 
         let admin_stop = CancellationToken::new();
         let (admin_addr, admin_server) = match admin_listener {
@@ -182,7 +188,13 @@ impl BaseBuilder {
                 );
                 (
                     Some(addr),
-                    Some(serve(listener, router, admin_stop.clone())),
+                    Some(serve(
+                        listener,
+                        router,
+                        config.admin.connections(),
+                        "admin",
+                        admin_stop.clone(),
+                    )),
                 )
             }
             None => (None, None),
@@ -236,27 +248,6 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, BaseError> {
     listener.local_addr().map_err(|e| BaseError::Internal {
         what: "a listener has no address".to_owned(),
         source: Some(Box::new(e)),
-    })
-}
-
-fn serve<S>(listener: TcpListener, service: S, stop: CancellationToken) -> JoinHandle<()>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    tokio::spawn(async move {
-        let served = axum::serve(listener, tower::make::Shared::new(service))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(err) = served {
-            tracing::error!(error = %Chain(&err), "listener failed");
-        }
     })
 }
 

@@ -74,6 +74,7 @@ mod redis_kv;
 mod report;
 pub mod rollout;
 mod routing;
+mod server;
 mod storage;
 mod table;
 pub mod telemetry;

@@ -26,6 +26,12 @@ pub const OPERATIONS_TOTAL: &str = "koupleless_module_operations_total";
 pub const FAILURES_TOTAL: &str = "koupleless_module_failures_total";
 /// Components made ready for install, by `source`: `cache` (precompiled) or `compiled`.
 pub const WASM_LOADS_TOTAL: &str = "koupleless_wasm_loads_total";
+/// Requests a wasm module's instance failed to answer, by module and reason (`trap`,
+/// `timeout`, `busy`, `body`); the instance is discarded, the module keeps serving.
+pub const WASM_REQUEST_FAILURES_TOTAL: &str = "koupleless_wasm_request_failures_total";
+/// Instances retired and replaced, by module and reason (`memory`: past
+/// `wasm.recycle_memory_percent`; `requests`: after `wasm.max_requests_per_instance`).
+pub const WASM_INSTANCE_RECYCLES_TOTAL: &str = "koupleless_wasm_instance_recycles_total";
 /// 1 when the base is ready for traffic.
 pub const READY: &str = "koupleless_ready";
 /// Storage operations (`list`, `get`), by result.
@@ -101,6 +107,14 @@ fn describe() {
         ROLLOUT_ATTEMPTS_TOTAL,
         "Installs of releases from storage on this base, by module and outcome."
     );
+    describe_counter!(
+        WASM_REQUEST_FAILURES_TOTAL,
+        "Requests a wasm instance failed to answer (trap, timeout, busy, body), by module."
+    );
+    describe_counter!(
+        WASM_INSTANCE_RECYCLES_TOTAL,
+        "Wasm instances retired and replaced, by module and reason (memory, requests)."
+    );
 }
 
 /// Handles resolved once per module version, so the request path only touches atomics.
@@ -153,6 +167,16 @@ pub(crate) fn record_failure(key: &ModuleKey) {
 
 pub(crate) fn record_wasm_load(from_cache: bool) {
     counter!(WASM_LOADS_TOTAL, "source" => if from_cache { "cache" } else { "compiled" })
+        .increment(1);
+}
+
+pub(crate) fn record_wasm_request_failure(module: &str, reason: &'static str) {
+    counter!(WASM_REQUEST_FAILURES_TOTAL, "module" => module.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+pub(crate) fn record_wasm_recycle(module: &str, reason: &'static str) {
+    counter!(WASM_INSTANCE_RECYCLES_TOTAL, "module" => module.to_owned(), "reason" => reason)
         .increment(1);
 }
 

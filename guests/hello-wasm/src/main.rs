@@ -12,6 +12,10 @@ fn who() -> String {
     format!("{}@{}", var("KOUPLELESS_MODULE_NAME"), var("KOUPLELESS_MODULE_VERSION"))
 }
 
+/// What `/grow` keeps: a heap that only grows while the instance lives, as a garbage-collected
+/// language's does between collections.
+static KEPT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
 #[wstd_axum::http_server]
 fn main() -> Router {
     Router::new()
@@ -31,6 +35,14 @@ fn main() -> Router {
                 }
                 #[allow(unreachable_code)]
                 ""
+            }),
+        )
+        .route(
+            "/grow",
+            get(|| async {
+                let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+                kept.push(vec![1u8; 256 << 10]);
+                format!("{} KiB kept", kept.len() * 256)
             }),
         )
         .route(

@@ -14,7 +14,7 @@ pub(crate) struct GuestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryMeter,
     capabilities: Option<Arc<Capabilities>>,
     outbound: Outbound,
 }
@@ -52,10 +52,13 @@ impl GuestState {
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(max_memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryMeter {
+                cap: StoreLimitsBuilder::new()
+                    .memory_size(max_memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                largest: 0,
+            },
         }
     }
 
@@ -64,11 +67,66 @@ impl GuestState {
         &mut self.limits
     }
 
+    /// The size of the instance's largest linear memory, in bytes (memories never shrink).
+    pub(crate) fn memory_used(&self) -> usize {
+        self.limits.largest
+    }
+
     /// The module's capabilities, once it has started.
     pub(crate) fn capabilities(&self) -> Result<&Arc<Capabilities>, String> {
         self.capabilities
             .as_ref()
             .ok_or_else(|| "the base grants nothing before the module starts".to_owned())
+    }
+}
+
+/// The memory cap, and how far the instance's memories have grown under it.
+struct MemoryMeter {
+    cap: StoreLimits,
+    largest: usize,
+}
+
+impl ResourceLimiter for MemoryMeter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.cap.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.largest = self.largest.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.cap.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.cap.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.cap.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.cap.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.cap.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.cap.memories()
     }
 }
 

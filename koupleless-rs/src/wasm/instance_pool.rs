@@ -54,7 +54,22 @@ enum Exports {
     Proxy(Proxy),
 }
 
-type Instance = (Store<GuestState>, Exports);
+/// One warm instance, and how many requests it has served.
+struct Instance {
+    store: Store<GuestState>,
+    exports: Exports,
+    served: u64,
+}
+
+impl Instance {
+    fn new(store: Store<GuestState>, exports: Exports) -> Self {
+        Self {
+            store,
+            exports,
+            served: 0,
+        }
+    }
+}
 
 /// Tells the module's supervisor about a trap.
 pub(crate) type TrapHook = Arc<dyn Fn(String) + Send + Sync>;
@@ -150,7 +165,7 @@ impl InstancePool {
                     .instantiate_async(&mut store)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
-                Ok((store, Exports::Proxy(proxy)))
+                Ok(Instance::new(store, Exports::Proxy(proxy)))
             }
             Pre::Koupleless(pre) => {
                 let bindings = pre
@@ -165,7 +180,7 @@ impl InstancePool {
                         format!("its start trapped: {}", last_line(&format!("{trap:#}")))
                     })?;
                 started.map_err(|why| format!("its start failed: {why}"))?;
-                Ok((store, Exports::Koupleless(bindings)))
+                Ok(Instance::new(store, Exports::Koupleless(bindings)))
             }
         }
     }
@@ -186,17 +201,35 @@ impl InstancePool {
         }
     }
 
-    /// Keeps an instance warm for the next request; a stopped pool drops it instead.
-    /// Without reuse, one instance at most waits (the one `health` asks); the others are
-    /// dropped after their request.
+    /// Keeps an instance warm for the next request; a stopped pool drops it instead, and an
+    /// instance that grew past the recycling mark or served its share of requests is
+    /// retired (the next request gets a fresh one). Without reuse, one instance at most
+    /// waits (the one `health` asks); the others are dropped after their request.
     fn give_back(&self, instance: Instance) {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if let Some(reason) = self.worn_out(&instance) {
+            crate::metrics::record_wasm_recycle(&self.module.name, reason);
+            tracing::debug!(module = %self.module, reason, served = instance.served, memory = instance.store.data().memory_used(), "instance retired");
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if self.reuse || idle.is_empty() {
             idle.push(instance);
         }
+    }
+
+    /// Why `instance` should not serve again, if it should not.
+    fn worn_out(&self, instance: &Instance) -> Option<&'static str> {
+        let config = self.engine.config();
+        let cap = config.max_memory_mib << 20;
+        let mark = cap / 100 * usize::from(config.recycle_memory_percent);
+        if instance.store.data().memory_used() > mark {
+            return Some("memory");
+        }
+        let most = config.max_requests_per_instance;
+        (most > 0 && instance.served >= most).then_some("requests")
     }
 
     fn take_idle(&self) -> Option<Instance> {
@@ -210,7 +243,10 @@ impl InstancePool {
             .store(true, std::sync::atomic::Ordering::Release);
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         let mut failures = Vec::new();
-        for (mut store, exports) in idle {
+        for Instance {
+            mut store, exports, ..
+        } in idle
+        {
             if let Exports::Koupleless(bindings) = exports {
                 self.engine.arm_deadline(&mut store);
                 match bindings
@@ -251,21 +287,21 @@ impl InstancePool {
             None if !self.reuse => self.instantiate().await.ok(),
             None => None,
         };
-        let Some((mut store, exports)) = instance else {
+        let Some(mut instance) = instance else {
             return remembered();
         };
-        let Exports::Koupleless(bindings) = &exports else {
-            self.give_back((store, exports));
+        let Exports::Koupleless(bindings) = &instance.exports else {
+            self.give_back(instance);
             return Health::Up;
         };
-        self.engine.arm_deadline(&mut store);
+        self.engine.arm_deadline(&mut instance.store);
         let health = match bindings
             .koupleless_module_lifecycle()
-            .call_health(&mut store)
+            .call_health(&mut instance.store)
             .await
         {
             Ok(status) => {
-                self.give_back((store, exports));
+                self.give_back(instance);
                 match status {
                     Status::Up => Health::Up,
                     Status::Degraded(why) => Health::Degraded(why),
@@ -285,57 +321,97 @@ impl InstancePool {
         health
     }
 
-    /// Serves one request on a warm (or new) instance.
+    /// Serves one request on a warm (or new) instance. The body is read first, so a slow
+    /// client holds no instance; then the request waits a bounded time for one.
     pub(crate) async fn serve(self: Arc<Self>, request: Request<Body>) -> Response {
-        let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
-            return self.error(StatusCode::SERVICE_UNAVAILABLE, "the module is stopping");
+        let config = self.engine.config();
+        let (parts, body) = request.into_parts();
+        // A body cannot be larger than the memory the instance may have.
+        let limit = config.max_memory_mib << 20;
+        let read =
+            tokio::time::timeout(config.request_timeout, Limited::new(body, limit).collect());
+        let body = match read.await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return self.error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than the module's memory (wasm.max_memory_mib)",
+                );
+            }
+            Ok(Err(e)) if paused(&*e) => {
+                crate::metrics::record_wasm_request_failure(&self.module.name, "body");
+                return self.error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body paused longer than server.body_read_timeout",
+                );
+            }
+            Ok(Err(_)) => {
+                return self.error(StatusCode::BAD_REQUEST, "the request body broke off");
+            }
+            Err(_) => {
+                crate::metrics::record_wasm_request_failure(&self.module.name, "body");
+                return self.error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive within wasm.request_timeout",
+                );
+            }
+        };
+        let wait = config.instance_wait_timeout;
+        let slot = match tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => {
+                return self.error(StatusCode::SERVICE_UNAVAILABLE, "the module is stopping");
+            }
+            Err(_) => {
+                crate::metrics::record_wasm_request_failure(&self.module.name, "busy");
+                let mut response = self.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "every instance of the module stayed busy for {} (wasm.instance_wait_timeout); retry later",
+                        humantime_serde::re::humantime::format_duration(wait)
+                    ),
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                return response;
+            }
         };
         let idle = if self.reuse { self.take_idle() } else { None };
-        let (mut store, exports) = match idle {
+        let mut instance = match idle {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok(instance) => instance,
                 Err(why) => {
+                    tracing::warn!(module = %self.module, error = %why, "cannot instantiate the module for a request");
                     return self.error(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("cannot instantiate: {why}"),
+                        "the module could not be started for this request; the base logged why",
                     );
                 }
             },
         };
-        self.engine.arm_deadline(&mut store);
-        match exports {
-            Exports::Koupleless(bindings) => self.call_handler(store, bindings, request).await,
-            Exports::Proxy(proxy) => self.call_proxy(slot, store, proxy, request).await,
+        self.engine.arm_deadline(&mut instance.store);
+        instance.served += 1;
+        match &instance.exports {
+            Exports::Koupleless(_) => self.call_handler(instance, parts, body).await,
+            Exports::Proxy(_) => {
+                let request = Request::from_parts(parts, Body::from(body));
+                self.call_proxy(slot, instance, request).await
+            }
         }
     }
 
     /// The whole request in, the whole response out, on this task.
     async fn call_handler(
         &self,
-        mut store: Store<GuestState>,
-        bindings: Bindings,
-        request: Request<Body>,
+        mut instance: Instance,
+        parts: http::request::Parts,
+        body: bytes::Bytes,
     ) -> Response {
-        let (parts, body) = request.into_parts();
-        // A body cannot be larger than the memory the instance may have.
-        let limit = self.engine.config().max_memory_mib << 20;
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => {
-                self.give_back((store, Exports::Koupleless(bindings)));
-                return if e.is::<http_body_util::LengthLimitError>() {
-                    self.error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "the request body is larger than the module's memory (wasm.max_memory_mib)",
-                    )
-                } else {
-                    self.error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("the request body broke off: {e}"),
-                    )
-                };
-            }
+        let Exports::Koupleless(bindings) = &instance.exports else {
+            unreachable!("call_handler is only given koupleless instances");
         };
         let request = WitRequest {
             method: parts.method.as_str().to_owned(),
@@ -348,11 +424,11 @@ impl InstancePool {
         };
         let call = bindings
             .koupleless_module_handler()
-            .call_handle(&mut store, &request);
+            .call_handle(&mut instance.store, &request);
         let outcome = tokio::time::timeout(self.hard_limit(), call).await;
         match outcome {
             Ok(Ok(answer)) => {
-                self.give_back((store, Exports::Koupleless(bindings)));
+                self.give_back(instance);
                 let mut response = Response::new(Body::from(answer.body));
                 *response.status_mut() = match StatusCode::from_u16(answer.status) {
                     Ok(status) => status,
@@ -374,7 +450,7 @@ impl InstancePool {
                         _ => {
                             return self.error(
                                 StatusCode::BAD_GATEWAY,
-                                &format!("the module answered with an invalid header `{name}`"),
+                                "the module answered with an invalid header",
                             );
                         }
                     }
@@ -391,10 +467,17 @@ impl InstancePool {
     async fn call_proxy(
         self: Arc<Self>,
         slot: OwnedSemaphorePermit,
-        mut store: Store<GuestState>,
-        proxy: Proxy,
+        instance: Instance,
         request: Request<Body>,
     ) -> Response {
+        let Instance {
+            mut store,
+            exports: Exports::Proxy(proxy),
+            served,
+        } = instance
+        else {
+            unreachable!("call_proxy is only given wasi:http instances");
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let prepared = prepare(request).and_then(|request| {
             let http = &mut store.data_mut().http();
@@ -409,8 +492,16 @@ impl InstancePool {
         let (incoming, outparam) = match prepared {
             Ok(prepared) => prepared,
             Err(why) => {
-                self.give_back((store, Exports::Proxy(proxy)));
-                return self.error(StatusCode::BAD_REQUEST, &why);
+                self.give_back(Instance {
+                    store,
+                    exports: Exports::Proxy(proxy),
+                    served,
+                });
+                tracing::debug!(module = %self.module, error = %why, "request refused before the module saw it");
+                return self.error(
+                    StatusCode::BAD_REQUEST,
+                    "the request cannot be passed to the module",
+                );
             }
         };
 
@@ -423,7 +514,11 @@ impl InstancePool {
                 .await;
             match outcome {
                 Ok(()) => {
-                    pool.give_back((store, Exports::Proxy(proxy)));
+                    pool.give_back(Instance {
+                        store,
+                        exports: Exports::Proxy(proxy),
+                        served,
+                    });
                     Ok(())
                 }
                 Err(trap) => Err(format!("{trap:#}")),
@@ -432,20 +527,23 @@ impl InstancePool {
 
         match tokio::time::timeout(self.hard_limit(), rx).await {
             Ok(Ok(Ok(response))) => response.map(Body::new),
-            Ok(Ok(Err(code))) => self.error(
-                StatusCode::BAD_GATEWAY,
-                &format!("the module answered with an error: {code:?}"),
-            ),
+            Ok(Ok(Err(code))) => {
+                tracing::debug!(module = %self.module, error = ?code, "the module answered with an error code");
+                self.error(
+                    StatusCode::BAD_GATEWAY,
+                    "the module answered with an error instead of a response",
+                )
+            }
             Ok(Err(_)) => match call.await {
                 Ok(Err(trap)) => self.trap_response(trap),
                 Ok(Ok(())) => self.error(
                     StatusCode::BAD_GATEWAY,
                     "the module returned without a response",
                 ),
-                Err(join) => self.error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("the module's call failed: {join}"),
-                ),
+                Err(join) => {
+                    tracing::warn!(module = %self.module, error = %join, "the module's call failed");
+                    self.failed_response()
+                }
             },
             Err(_) => {
                 call.abort();
@@ -459,25 +557,42 @@ impl InstancePool {
         self.engine.config().request_timeout + Duration::from_secs(1)
     }
 
-    /// Every trap counts as a failure of the module: repeated ones end in `broken`.
+    /// A trap while serving a request is that request's failure, not the module's: the
+    /// instance is discarded (its store is dropped), the client gets a short answer, and the
+    /// log and metrics get the detail. Only lifecycle failures (start, health, tasks) count
+    /// toward the module's restart and meltdown policy.
     fn trap_response(&self, trap: String) -> Response {
         if trap.contains("interrupt") {
-            self.trapped(format!(
-                "a request ran past wasm.request_timeout: {}",
-                last_line(&trap)
-            ));
             return self.timed_out();
         }
-        tracing::warn!(module = %self.module, trap = %last_line(&trap), "guest trapped; instance discarded");
+        let reason = if trap.contains("growing memory") {
+            "memory"
+        } else {
+            "trap"
+        };
+        crate::metrics::record_wasm_request_failure(&self.module.name, reason);
+        tracing::warn!(module = %self.module, reason, trap = %last_line(&trap), "the guest trapped while serving a request; instance discarded");
         tracing::debug!(module = %self.module, %trap, "the trap in full");
-        self.trapped(format!("the guest trapped: {}", last_line(&trap)));
+        if reason == "memory" {
+            self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the module ran out of memory while handling this request (wasm.max_memory_mib)",
+            )
+        } else {
+            self.failed_response()
+        }
+    }
+
+    fn failed_response(&self) -> Response {
         self.error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("the module trapped: {}", last_line(&trap)),
+            "the module failed while handling this request; the base logged why",
         )
     }
 
     fn timed_out(&self) -> Response {
+        crate::metrics::record_wasm_request_failure(&self.module.name, "timeout");
+        tracing::warn!(module = %self.module, "a request ran past wasm.request_timeout; instance discarded");
         let limit =
             humantime_serde::re::humantime::format_duration(self.engine.config().request_timeout);
         self.error(
@@ -506,6 +621,13 @@ fn prepare(
         );
     }
     Ok(request.map(|body| body.map_err(|e| ErrorCode::InternalError(Some(e.to_string())))))
+}
+
+/// Whether a body failed because the client paused past `server.body_read_timeout` (the
+/// listener's timeout, wrapped by axum).
+fn paused(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>())
 }
 
 fn last_line(trap: &str) -> &str {

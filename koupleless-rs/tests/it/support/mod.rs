@@ -259,6 +259,7 @@ pub struct Http {
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -275,7 +276,12 @@ impl Reply {
 impl Http {
     pub fn new() -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            // No silent retries: a request on a connection the base closed is a failure the
+            // test sees. Idle connections are dropped before the base's idle timeout.
+            client: Client::builder(TokioExecutor::new())
+                .retry_canceled_requests(false)
+                .pool_idle_timeout(Duration::from_secs(3))
+                .build_http(),
             token: None,
         }
     }
@@ -305,13 +311,18 @@ impl Http {
             .await
             .expect("request sent");
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
             .expect("body read")
             .to_bytes();
-        Reply { status, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, url: &str) -> Reply {
