@@ -107,6 +107,19 @@ pub struct AdminConfig {
     pub body_read_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Web origins (`https://console.example.com`) whose pages may call the admin API. A
+    /// request carrying any other `Origin` header is refused, so a page in a browser cannot
+    /// drive the API.
+    pub allowed_origins: Vec<String>,
+    /// Host names this base's admin API may be reached by, besides IP addresses and
+    /// `localhost`; a request whose `Host` is another name is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Directories `installBiz` may read components from; empty allows any directory the
+    /// base can read. Either way only regular files are read.
+    pub artifact_dirs: Vec<PathBuf>,
+    /// Largest component accepted through the admin API (an upload, or a file named by
+    /// `installBiz`), in MiB.
+    pub max_artifact_mib: u64,
 }
 
 impl Default for AdminConfig {
@@ -118,6 +131,10 @@ impl Default for AdminConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 256,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            artifact_dirs: Vec::new(),
+            max_artifact_mib: 64,
         }
     }
 }
@@ -370,9 +387,23 @@ impl Default for WasmConfig {
             instance_wait_timeout: Duration::from_secs(5),
             recycle_memory_percent: 75,
             max_requests_per_instance: 0,
-            cache_dir: Some(std::env::temp_dir().join("koupleless-wasm-cache")),
+            cache_dir: default_cache_dir(),
         }
     }
+}
+
+/// The user's own cache directory (`$XDG_CACHE_HOME/koupleless/wasm`, else
+/// `$HOME/.cache/koupleless/wasm`): never a directory other users share, such as `/tmp`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|cache| cache.join("koupleless").join("wasm"))
 }
 
 /// `[redis]`
@@ -428,6 +459,9 @@ pub struct StorageConfig {
     /// to the highest version left, or uninstall the module when none is left. Off by
     /// default: deleting files never changes what serves.
     pub uninstall_removed: bool,
+    /// Largest artifact the base downloads, in MiB: a larger one is refused from its listed
+    /// size, and a download that streams past it is stopped.
+    pub max_artifact_mib: u64,
 }
 
 impl Default for StorageConfig {
@@ -439,6 +473,7 @@ impl Default for StorageConfig {
             poll_interval: Duration::from_secs(10),
             backoff_max: Duration::from_secs(60),
             uninstall_removed: false,
+            max_artifact_mib: 64,
         }
     }
 }

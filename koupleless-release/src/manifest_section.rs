@@ -18,6 +18,14 @@ struct Embedded {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArtifactError {
+    /// The bytes do not start as a wasm binary does (nothing of them is quoted).
+    #[error(
+        "{artifact} is not a wasm binary: it does not start with the wasm magic number; name a component built for wasm32-wasip2"
+    )]
+    NoMagic {
+        /// The artifact, as its location names it.
+        artifact: String,
+    },
     /// The bytes are not a wasm binary.
     #[error("{artifact} is not a valid wasm binary")]
     NotWasm {
@@ -54,6 +62,12 @@ pub enum ArtifactError {
 /// module (where a guest's `link_section` puts it). Tools use it to check a build before it is
 /// released; a base reads it before it compiles the component.
 pub fn embedded_manifest(bytes: &[u8], artifact: &str) -> Result<Option<Manifest>, ArtifactError> {
+    // The parser's own error would quote the first bytes, and they may be anything.
+    if !bytes.starts_with(b"\0asm") {
+        return Err(ArtifactError::NoMagic {
+            artifact: artifact.to_owned(),
+        });
+    }
     let mut found: Option<(u32, &[u8])> = None;
     let mut depth = 0u32;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
@@ -85,7 +99,7 @@ pub fn embedded_manifest(bytes: &[u8], artifact: &str) -> Result<Option<Manifest
     let version =
         Version::parse(&embedded.version).map_err(|source| ArtifactError::ManifestVersion {
             artifact: artifact.to_owned(),
-            version: embedded.version.clone(),
+            version: embedded.version.chars().take(64).collect(),
             source,
         })?;
     Ok(Some(Manifest::new(embedded.name, version, embedded.prefix)))

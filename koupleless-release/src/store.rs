@@ -20,6 +20,8 @@ pub struct Store {
     prefix: Path,
     /// `storage.url` as written, for messages.
     url: String,
+    /// `storage.max_artifact_mib`, in bytes.
+    max_artifact_bytes: u64,
 }
 
 /// A storage operation that did not work; the message names the location, the source the
@@ -70,6 +72,18 @@ pub enum StorageError {
         actual: String,
         /// The digest the file gives.
         expected: String,
+    },
+    /// The artifact is larger than the base accepts.
+    #[error(
+        "{location} is {size} bytes, more than storage.max_artifact_mib ({max_mib} MiB) allows; raise it or make the component smaller"
+    )]
+    TooLarge {
+        /// Where the artifact is.
+        location: String,
+        /// Its size as listed, or as far as the download got.
+        size: u64,
+        /// `storage.max_artifact_mib`.
+        max_mib: u64,
     },
     /// Uploading an artifact failed; nothing of it is visible.
     #[error("uploading {location} failed")]
@@ -215,6 +229,7 @@ impl Store {
             store,
             prefix,
             url: config.url.clone(),
+            max_artifact_bytes: config.max_artifact_mib.saturating_mul(1 << 20),
         })
     }
 
@@ -249,29 +264,52 @@ impl Store {
         &self.prefix
     }
 
-    /// Downloads an artifact and, when it has a digest file, checks the bytes against it.
+    /// Downloads an artifact and, when it has a digest file, checks the bytes against it. An
+    /// artifact over `storage.max_artifact_mib` is refused from its listed size, and a
+    /// download is stopped as soon as it streams past the cap, whatever the listing said.
     pub async fn fetch(&self, artifact: &Artifact) -> Result<Vec<u8>, StorageError> {
         let where_ = self.describe(&artifact.location);
+        let too_large = |size| StorageError::TooLarge {
+            location: where_.clone(),
+            size,
+            max_mib: self.max_artifact_bytes >> 20,
+        };
+        if artifact.size > self.max_artifact_bytes {
+            return Err(too_large(artifact.size));
+        }
         let download = |source| StorageError::Download {
             location: where_.clone(),
             source,
         };
-        let bytes = self
+        let mut stream = self
             .store
             .get(&artifact.location)
             .await
             .map_err(download)?
-            .bytes()
-            .await
-            .map_err(download)?;
+            .into_stream();
+        let mut bytes = Vec::with_capacity(usize::try_from(artifact.size).unwrap_or(0));
+        while let Some(chunk) = stream.try_next().await.map_err(download)? {
+            let size = bytes.len() as u64 + chunk.len() as u64;
+            if size > self.max_artifact_bytes {
+                return Err(too_large(size));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if let Some(digest) = &artifact.digest {
             let read_digest = |source| StorageError::ReadDigest {
                 location: self.describe(digest),
                 source,
             };
+            // A digest file is one line; more than that is not read.
             let expected = self
                 .store
-                .get(digest)
+                .get_opts(
+                    digest,
+                    object_store::GetOptions {
+                        range: Some(object_store::GetRange::Bounded(0..DIGEST_FILE_MAX)),
+                        ..Default::default()
+                    },
+                )
                 .await
                 .map_err(read_digest)?
                 .bytes()
@@ -293,9 +331,13 @@ impl Store {
                 });
             }
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 }
+
+/// The most of a digest file that is read (`sha256sum` writes 64 hex digits, two spaces and
+/// the file name).
+const DIGEST_FILE_MAX: u64 = 1024;
 
 /// A URL, or a directory path (relative to the working directory) made into a `file://` URL.
 fn to_url(location: &str) -> Result<url::Url, String> {
@@ -442,5 +484,37 @@ mod tests {
         c.options.insert("aws_colour".into(), "blue".into());
         let err = Store::open(&c).err().expect("refused").to_string();
         assert!(err.contains("storage.options.aws_colour"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_download_that_streams_past_the_cap_is_stopped_whatever_the_listing_said() {
+        let store = Store::open(&StorageConfig {
+            max_artifact_mib: 1,
+            ..config("memory:///modules")
+        })
+        .expect("opens");
+        let location = Path::from("modules/hello/1.0.0/module.wasm");
+        store
+            .store
+            .put(&location, vec![0u8; 3 << 20].into())
+            .await
+            .unwrap();
+        let artifact = Artifact {
+            name: "hello".to_owned(),
+            version: Version::new(1, 0, 0),
+            location,
+            // The listing understates the size.
+            size: 10,
+            digest: None,
+        };
+        let err = store.fetch(&artifact).await.expect_err("refused");
+        assert!(
+            matches!(err, StorageError::TooLarge { size, .. } if size > 1 << 20),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("storage.max_artifact_mib"),
+            "{err}"
+        );
     }
 }

@@ -181,11 +181,8 @@ impl BaseBuilder {
         let (admin_addr, admin_server) = match admin_listener {
             Some(listener) => {
                 let addr = local_addr(&listener)?;
-                let router = admin_router(
-                    handle.clone(),
-                    config.admin.token.clone(),
-                    probes(ProbeListeners::Admin),
-                );
+                let router =
+                    admin_router(handle.clone(), &config.admin, probes(ProbeListeners::Admin));
                 (
                     Some(addr),
                     Some(serve(

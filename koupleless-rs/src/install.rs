@@ -84,9 +84,7 @@ pub(crate) async fn resolve(
             )
             .into());
         }
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| WasmError::new(location, format!("cannot read it ({e})")))?;
+        let bytes = read_artifact_file(&env.config.admin, location, path).await?;
         let overrides = ManifestOverrides {
             name: Some(request.name.clone()).filter(|n| !n.is_empty()),
             version: request.version.clone(),
@@ -100,6 +98,70 @@ pub(crate) async fn resolve(
             .as_ref()
             .or(env.modules.get(&request.name).settings().version.as_ref());
     env.catalog.resolve(&request.name, pinned)
+}
+
+/// A component file named by `installBiz`: a regular file, inside `admin.artifact_dirs`
+/// when they are set, no larger than `admin.max_artifact_mib`. A device (`/dev/zero`), a
+/// FIFO or a directory is refused before it is opened, and nothing of the file is quoted
+/// back.
+async fn read_artifact_file(
+    admin: &koupleless_config::AdminConfig,
+    location: &str,
+    path: &str,
+) -> Result<Vec<u8>, WasmError> {
+    use tokio::io::AsyncReadExt;
+    let refuse = |why: String| WasmError::new(location, why);
+    let max = admin.max_artifact_mib.saturating_mul(1 << 20);
+    let path = std::path::Path::new(path);
+    if !admin.artifact_dirs.is_empty() {
+        let real = tokio::fs::canonicalize(path)
+            .await
+            .map_err(|e| refuse(format!("cannot read it ({e})")))?;
+        let mut allowed = false;
+        for dir in &admin.artifact_dirs {
+            if let Ok(dir) = tokio::fs::canonicalize(dir).await {
+                allowed |= real.starts_with(&dir);
+            }
+        }
+        if !allowed {
+            return Err(refuse(
+                "it is outside admin.artifact_dirs; copy it into one of them or add its directory"
+                    .to_owned(),
+            ));
+        }
+    }
+    let regular = |meta: &std::fs::Metadata| -> Result<(), WasmError> {
+        if !meta.is_file() {
+            return Err(refuse(
+                "it is not a regular file; name a component file".to_owned(),
+            ));
+        }
+        if meta.len() > max {
+            return Err(refuse(format!(
+                "it is {} bytes, more than admin.max_artifact_mib ({} MiB) allows",
+                meta.len(),
+                admin.max_artifact_mib
+            )));
+        }
+        Ok(())
+    };
+    let cannot_read = |e: std::io::Error| refuse(format!("cannot read it ({})", e.kind()));
+    regular(&tokio::fs::metadata(path).await.map_err(cannot_read)?)?;
+    let file = tokio::fs::File::open(path).await.map_err(cannot_read)?;
+    // The path may have been replaced since it was checked: check what was opened.
+    regular(&file.metadata().await.map_err(cannot_read)?)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > max {
+        return Err(refuse(format!(
+            "it grew past admin.max_artifact_mib ({} MiB) while it was read",
+            admin.max_artifact_mib
+        )));
+    }
+    Ok(bytes)
 }
 
 async fn load(

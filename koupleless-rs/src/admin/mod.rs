@@ -3,33 +3,42 @@
 
 mod arklet;
 mod auth;
+mod guard;
 mod rest;
 
 use axum::{Router, middleware, routing::get};
+use koupleless_config::AdminConfig;
 
 use crate::handle::BaseHandle;
 
-/// Everything served on the admin listener. `token` guards every route when set.
+/// Everything served on the admin listener. `admin.token` guards every route but the
+/// probes (the kubelet sends no token); requests a browser sends for a web page are refused
+/// on every route.
 pub(crate) fn admin_router(
     handle: BaseHandle,
-    token: Option<String>,
+    config: &AdminConfig,
     probes: Option<Router>,
 ) -> Router {
+    let max_artifact_bytes =
+        usize::try_from(config.max_artifact_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let mut router = Router::new()
         .merge(arklet::routes())
-        .merge(rest::routes())
+        .merge(rest::routes(max_artifact_bytes))
         .route("/metrics", get(metrics))
         .with_state(handle);
+    if let Some(token) = config.token.clone().filter(|t| !t.is_empty()) {
+        router = router.layer(middleware::from_fn_with_state(
+            auth::Token::new(token),
+            auth::require_token,
+        ));
+    }
     if let Some(probes) = probes {
         router = router.merge(probes);
     }
-    match token.filter(|t| !t.is_empty()) {
-        Some(token) => router.layer(middleware::from_fn_with_state(
-            auth::Token::new(token),
-            auth::require_token,
-        )),
-        None => router,
-    }
+    router.layer(middleware::from_fn_with_state(
+        guard::Guard::new(config),
+        guard::refuse_browsers,
+    ))
 }
 
 async fn metrics() -> impl axum::response::IntoResponse {

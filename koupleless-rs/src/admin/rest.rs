@@ -15,7 +15,7 @@ use koupleless_wire::{ApiError, InstallRequest, Strategy};
 
 use crate::{error::BaseError, handle::BaseHandle};
 
-pub(super) fn routes() -> Router<BaseHandle> {
+pub(super) fn routes(max_artifact_bytes: usize) -> Router<BaseHandle> {
     Router::new()
         .route("/modules", get(list).post(install))
         .route("/modules/{name}", get(show).delete(uninstall))
@@ -28,13 +28,9 @@ pub(super) fn routes() -> Router<BaseHandle> {
         .route("/storage/rescan", post(rescan))
         .route(
             "/artifacts",
-            post(upload).layer(axum::extract::DefaultBodyLimit::max(MAX_ARTIFACT_BYTES)),
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(max_artifact_bytes)),
         )
 }
-
-/// Largest component `POST /artifacts` accepts (components from other languages' toolchains
-/// are 13–18 MB).
-const MAX_ARTIFACT_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Deserialize)]
 struct UploadQuery {
@@ -49,8 +45,38 @@ struct UploadQuery {
 async fn upload(
     State(handle): State<BaseHandle>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
-    body: axum::body::Bytes,
+    headers: http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, BaseError> {
+    // Only a tool says it sends a component; a web form cannot.
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.eq_ignore_ascii_case("application/wasm") {
+        return Ok((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(ApiError::new(
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the component with Content-Type: application/wasm",
+            )),
+        )
+            .into_response());
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Ok((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(ApiError::new(
+                    "TOO_LARGE",
+                    "the component is larger than admin.max_artifact_mib allows; raise it or make the component smaller",
+                )),
+            )
+                .into_response());
+        }
+        Err(e) => return Ok(bad_request(e.body_text())),
+    };
     let Query(q) = match query {
         Ok(q) => q,
         Err(e) => {

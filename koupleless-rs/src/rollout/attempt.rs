@@ -13,7 +13,7 @@ use std::{
 
 use koupleless_module::{ModuleKey, Version};
 use koupleless_release::{
-    Store,
+    StorageError, Store,
     coordination::{Coordination, CoordinationError, Lease, now_ms},
     layout::Artifact,
     sha256_hex,
@@ -120,6 +120,11 @@ impl Rollout {
                 })
                 .await
                 .map(|_| ()),
+            // Too large stays too large: the release fails (and halts) rather than being
+            // downloaded again at every listing.
+            Err(e @ StorageError::TooLarge { .. }) => Err(BaseError::Artifact(
+                crate::wasm::WasmError::new(&store.describe(&artifact.location), Chain(&e)),
+            )),
             Err(e) => Err(BaseError::Aborted {
                 module: release.clone(),
                 reason: Chain(&e).to_string(),

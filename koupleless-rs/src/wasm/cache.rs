@@ -15,27 +15,56 @@ pub(crate) struct ComponentCache {
 }
 
 impl ComponentCache {
-    /// Opens (creating, owner-only) the cache directory; `None` when it cannot be used
-    /// safely, in which case every install compiles.
-    pub(crate) fn open(dir: &Path) -> Option<Self> {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "wasm cache directory unusable; compiling every install");
-            return None;
+    /// Opens the cache directory, creating it owner-only (0700). A directory that another
+    /// user owns, that others can write to, or that is a symbolic link is refused: files in
+    /// it are mapped as native code, so only this user may have written them.
+    pub(crate) fn open(dir: &Path) -> Result<Self, String> {
+        let shown = dir.display();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            let created = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+            if let Err(e) = created {
+                return Err(format!(
+                    "wasm.cache_dir `{shown}` cannot be created ({e}); set it to a directory this user owns, or unset it to compile every install"
+                ));
+            }
+        }
+        #[cfg(not(unix))]
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!("wasm.cache_dir `{shown}` cannot be created ({e}); set it to a directory this user owns")
+        })?;
+        let meta = std::fs::symlink_metadata(dir)
+            .map_err(|e| format!("wasm.cache_dir `{shown}` cannot be read ({e})"))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "wasm.cache_dir `{shown}` is a symbolic link; name the real directory (this user's own) instead"
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(format!("wasm.cache_dir `{shown}` is not a directory"));
         }
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            // Anything others can write into is not a cache whose native code we may run.
-            let mode = std::fs::metadata(dir)
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0o777);
-            if mode & 0o022 != 0 {
-                tracing::warn!(dir = %dir.display(), "wasm cache directory is writable by others; compiling every install");
-                return None;
+            use std::os::unix::fs::MetadataExt;
+            let me = rustix::process::geteuid().as_raw();
+            if meta.uid() != me {
+                return Err(format!(
+                    "wasm.cache_dir `{shown}` belongs to user {}, not to this base's user {me}; compiled code in it could be anyone's. Use a directory this user owns (the default is under $HOME/.cache)",
+                    meta.uid()
+                ));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(format!(
+                    "wasm.cache_dir `{shown}` is writable by other users (mode {:o}); make it owner-only (chmod 700) or use another directory",
+                    meta.mode() & 0o777
+                ));
             }
         }
-        Some(Self {
+        Ok(Self {
             dir: dir.to_owned(),
         })
     }

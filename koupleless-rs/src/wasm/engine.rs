@@ -66,7 +66,12 @@ impl WasmEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         Bindings::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(err)?;
-        let cache = config.cache_dir.as_deref().and_then(ComponentCache::open);
+        let cache = match config.cache_dir.as_deref() {
+            Some(dir) => {
+                Some(ComponentCache::open(dir).map_err(|why| WasmError::new("(engine)", why))?)
+            }
+            None => None,
+        };
         Ok(Arc::new(Self {
             engine,
             linker,

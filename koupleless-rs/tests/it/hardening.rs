@@ -174,3 +174,278 @@ async fn waiting_for_a_busy_instance_is_bounded_and_says_when_to_retry() {
     );
     base.shutdown().await.unwrap();
 }
+
+/// Sends `head` (without the final blank line) and `body` on a fresh connection that closes
+/// after the answer; the status and body.
+async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the base answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn installed(http: &Http, base: &koupleless::RunningBase) -> Vec<String> {
+    let all = arklet(http, base, "queryAllBiz", serde_json::json!({})).await;
+    all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            format!(
+                "{}@{}",
+                b["bizName"].as_str().unwrap(),
+                b["bizVersion"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_cannot_drive_the_admin_api() {
+    let base = start_base(
+        vec![],
+        "[admin]\nallowed_origins = [\"https://console.example.com\"]\nallowed_hosts = [\"base.internal\"]",
+    )
+    .await;
+    let http = Http::new();
+    let admin_addr = base.admin_addr().unwrap();
+    let install = serde_json::to_vec(&install_body("csrf", "1.0.0", &hello_wasm())).unwrap();
+
+    // A cross-site form post: a simple request with the page's Origin.
+    let (status, body) = raw(
+        admin_addr,
+        &format!("POST /installBiz HTTP/1.1\r\nHost: {admin_addr}\r\nOrigin: https://evil.example\r\nContent-Type: application/json"),
+        &install,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("admin.allowed_origins"), "{body}");
+    // DNS rebinding: the page's own origin, the attacker's name in Host.
+    let (status, body) = raw(
+        admin_addr,
+        "POST /installBiz HTTP/1.1\r\nHost: rebound.evil.example:1238\r\nContent-Type: application/json",
+        &install,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("admin.allowed_hosts"), "{body}");
+    // An upload that does not say it is a component (a form can only send text/plain).
+    let wasm = std::fs::read(hello_wasm()).unwrap();
+    let (status, body) = raw(
+        admin_addr,
+        &format!("POST /artifacts?name=csrf&version=1.0.0 HTTP/1.1\r\nHost: {admin_addr}\r\nContent-Type: text/plain"),
+        &wasm,
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert!(installed(&http, &base).await.is_empty());
+
+    // The configured console and name, and tools that send no Origin, are served.
+    let (status, body) = raw(
+        admin_addr,
+        &format!("POST /installBiz HTTP/1.1\r\nHost: base.internal:{}\r\nOrigin: https://console.example.com\r\nContent-Type: application/json", admin_addr.port()),
+        &install,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("SUCCESS"), "{body}");
+    let (status, body) = raw(
+        admin_addr,
+        &format!("POST /artifacts?name=tool&version=1.0.0&prefix=/tool HTTP/1.1\r\nHost: {admin_addr}\r\nContent-Type: application/wasm"),
+        &wasm,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(installed(&http, &base).await, ["csrf@1.0.0", "tool@1.0.0"]);
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_probes_the_admin_listener_without_the_token() {
+    let base = start_base(
+        vec![TestModule::new("payroll", "1.0.0", "/payroll")],
+        "[health]\nlisteners = \"admin\"\n[admin]\ntoken = \"s3cret\"",
+    )
+    .await;
+    let http = Http::new();
+    eventually(
+        Duration::from_secs(10),
+        "ready on the admin listener",
+        || async { http.get(&admin(&base, "/readyz")).await.status == StatusCode::OK },
+    )
+    .await;
+    assert_eq!(
+        http.get(&admin(&base, "/livez")).await.status,
+        StatusCode::OK
+    );
+    let r = http
+        .post(&admin(&base, "/queryAllBiz"), serde_json::json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_biz_reads_only_regular_files_within_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("artifacts");
+    std::fs::create_dir(&allowed).unwrap();
+    let base = start_base(
+        vec![],
+        &format!(
+            "[admin]\nmax_artifact_mib = 1\nartifact_dirs = [{:?}, \"/dev\"]",
+            allowed.display().to_string(),
+        ),
+    )
+    .await;
+    let http = Http::new();
+    let fifo = allowed.join("pipe.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let big = allowed.join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let secret = allowed.join("secret.wasm");
+    std::fs::write(&secret, "SECRET-PASSWORD-1234 and more text").unwrap();
+    let outside = dir.path().join("outside.wasm");
+    std::fs::copy(hello_wasm(), &outside).unwrap();
+
+    for (path, expected) in [
+        ("/dev/zero".into(), "not a regular file"),
+        (fifo.clone(), "not a regular file"),
+        (big.clone(), "admin.max_artifact_mib"),
+        (outside.clone(), "admin.artifact_dirs"),
+        (secret.clone(), "not a wasm binary"),
+    ] {
+        let started = Instant::now();
+        let r = arklet(
+            &http,
+            &base,
+            "installBiz",
+            install_body("probe", "1.0.0", &path),
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(r["code"], "FAILED", "{}: {r}", path.display());
+        let message = r["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{}: {message}", path.display());
+        assert!(!message.contains("SECRET"), "{message}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{}: {took:?}",
+            path.display()
+        );
+    }
+    assert!(installed(&http, &base).await.is_empty());
+    // A component inside the allowed directory installs.
+    let inside = allowed.join("hello.wasm");
+    std::fs::copy(hello_wasm(), &inside).unwrap();
+    install(&http, &base, "inside", "1.0.0", &inside).await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_directory_others_could_have_written_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cases = vec![(link, "symbolic link"), (shared, "writable by other users")];
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    match std::os::unix::fs::chown(&foreign, Some(65534), None) {
+        Ok(()) => cases.push((foreign, "belongs to user 65534")),
+        // Only root can give a directory away; the owner check is then left to the others.
+        Err(e) => println!("cannot chown a directory to another user here ({e})"),
+    }
+    for (cache, expected) in cases {
+        let base = start_base(
+            vec![],
+            &format!("[wasm]\ncache_dir = {:?}", cache.display().to_string()),
+        )
+        .await;
+        let http = Http::new();
+        let r = arklet(
+            &http,
+            &base,
+            "installBiz",
+            install_body("cached", "1.0.0", &hello_wasm()),
+        )
+        .await;
+        assert_eq!(r["code"], "FAILED", "{}: {r}", cache.display());
+        let message = r["message"].as_str().unwrap();
+        assert!(message.contains("wasm.cache_dir"), "{message}");
+        assert!(message.contains(expected), "{message}");
+        base.shutdown().await.unwrap();
+    }
+    assert_eq!(
+        std::fs::read_dir(&real).unwrap().count(),
+        0,
+        "nothing was written through the link"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_release_is_refused_before_it_is_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(hello_module()).unwrap();
+    release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
+    // 2 MiB, listed as such: refused from the listing.
+    let mut big = bytes.clone();
+    big.resize(2 << 20, 0);
+    release(dir.path(), "hello/2.0.0/module.wasm", &big, true);
+    let base = start_base(
+        vec![],
+        &format!(
+            "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\nmax_artifact_mib = 1\n[wasm]\ninstances_per_module = 1",
+            dir.path().display()
+        ),
+    )
+    .await;
+    let http = Http::new();
+    let failure = || async {
+        let all = http.get(&admin(&base, "/rollouts/hello")).await.json();
+        all.as_array()
+            .and_then(|a| a.iter().find(|r| r["version"] == "2.0.0").cloned())
+            .filter(|r| r["status"] == "failed")
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the 2.0.0 release refused",
+        || async { failure().await.is_some() },
+    )
+    .await;
+    let record = failure().await.unwrap();
+    let reason = record["failure"]["reason"].as_str().unwrap();
+    assert!(reason.contains("storage.max_artifact_mib"), "{reason}");
+    eventually(Duration::from_secs(60), "1.0.0 serving", || async {
+        http.get(&app(&base, "/hello/who")).await.text() == "hello@1.0.0"
+    })
+    .await;
+    base.shutdown().await.unwrap();
+}
