@@ -361,7 +361,7 @@ pub(crate) async fn status(
     let mut rollouts = Vec::new();
     let mut rollouts_from = None;
     if let Some(redis) = &redis {
-        let at = redis.url.clone().unwrap_or_default();
+        let at = koupleless_config::redact_url(redis.url.as_deref().unwrap_or_default());
         match koupleless_release::coordination::records_from_redis(redis).await {
             Ok(records) => {
                 rollouts = records;

@@ -35,7 +35,7 @@ pub(crate) fn doctor(file: Option<&Path>, out: &Out) -> anyhow::Result<()> {
         let shown = if secret(&key) && value != "null" {
             "(set, not shown)".to_owned()
         } else {
-            value
+            koupleless_config::redact_url(&value)
         };
         table.add_row(vec![key.clone(), shown, source(&loaded.figment, &key)]);
     }
@@ -44,10 +44,13 @@ pub(crate) fn doctor(file: Option<&Path>, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys whose values are credentials: tokens, secrets, passwords, and the object stores'
+/// `*_key` options (`azure_storage_account_key`, `google_service_account_key`…).
 fn secret(key: &str) -> bool {
     ["token", "secret", "password"]
         .iter()
         .any(|word| key.contains(word))
+        || key.ends_with("_key")
 }
 
 /// `a.b.c = value` for every leaf; lists stay whole.

@@ -391,7 +391,11 @@ fn failures_say_what_was_tried_and_what_to_do() {
         "{err}"
     );
 
-    std::fs::write(&file, "[storage]\npoll_interval = \"3s\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[storage]\npoll_interval = \"3s\"\n[storage.options]\nazure_storage_account_key = \"c2VjcmV0a2V5\"\n[redis]\nurl = \"redis://app:hunter2@cache:6379/0\"\n",
+    )
+    .unwrap();
     let out = koupleless(&["doctor", "--config", file.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
@@ -400,6 +404,10 @@ fn failures_say_what_was_tried_and_what_to_do() {
         .find(|l| l.contains("storage.poll_interval"))
         .expect("the key is listed");
     assert!(line.contains("3s") && line.contains("base.toml"), "{line}");
+    // Credentials are listed as set, never shown.
+    assert!(!table.contains("hunter2"), "{table}");
+    assert!(!table.contains("c2VjcmV0a2V5"), "{table}");
+    assert!(table.contains("redis://app:***@cache:6379/0"), "{table}");
     let line = table
         .lines()
         .find(|l| l.contains("admin.listen"))

@@ -21,11 +21,13 @@
 mod error;
 mod load;
 mod modules;
+mod redact;
 mod sections;
 
 pub use error::ConfigError;
 pub use load::LoadedConfig;
 pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
+pub use redact::redact_url;
 pub use sections::{
     AdminConfig, Config, ConnectionLimits, HealthConfig, LogConfig, LogFormat, ProbeListeners,
     RedisConfig, RolloutConfig, ServerConfig, ShutdownConfig, StorageConfig, SupervisorConfig,

@@ -219,6 +219,9 @@ pub struct HealthConfig {
     pub tick_interval: Duration,
     /// Where `/livez`, `/readyz`, `/startupz` and their aliases are served.
     pub listeners: ProbeListeners,
+    /// Whether the probes on the application listener give the detail (modules, versions,
+    /// reasons, conditions). Off: status only there; the admin listener always gives it.
+    pub public_detail: bool,
 }
 
 impl Default for HealthConfig {
@@ -231,6 +234,7 @@ impl Default for HealthConfig {
             check_timeout: Duration::from_secs(2),
             tick_interval: Duration::from_millis(500),
             listeners: ProbeListeners::Both,
+            public_detail: false,
         }
     }
 }

@@ -26,7 +26,9 @@ pub fn pool(config: &RedisConfig) -> Result<Option<Pool>, ConfigError> {
             ConfigError::invalid(
                 "redis.url",
                 format!(
-                    "`{url}` is not a Redis URL ({e}); write it like `redis://127.0.0.1:6379/0`"
+                    "`{}` is not a Redis URL ({}); write it like `redis://127.0.0.1:6379/0`",
+                    koupleless_config::redact_url(url),
+                    koupleless_config::redact_url(&e.to_string()),
                 ),
             )
         })

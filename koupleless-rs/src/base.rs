@@ -161,8 +161,9 @@ impl BaseBuilder {
         let handle = BaseHandle::new(actors, config.health.tick_interval);
 
         let probes = |on: ProbeListeners| {
+            let detail = on == ProbeListeners::Admin || config.health.public_detail;
             (config.health.listeners == on || config.health.listeners == ProbeListeners::Both)
-                .then(|| probe_routes(handle.clone()))
+                .then(|| probe_routes(handle.clone(), detail))
         };
         if let Some(p) = probes(ProbeListeners::App) {
             router.set_base_routes(p);

@@ -467,7 +467,7 @@ fn redis_stopped_mid_rollout_pauses_installs_not_serving() {
         "every pod upgraded although Redis was down: {versions:?}"
     );
     for pod in &pods {
-        let detail = request(&pod.app, "GET", "/readyz", "").json();
+        let detail = request(&pod.admin, "GET", "/readyz", "").json();
         let conditions = detail["conditions"].to_string();
         assert!(
             conditions.contains("rollout") && conditions.contains("Redis"),
@@ -488,7 +488,7 @@ fn redis_stopped_mid_rollout_pauses_installs_not_serving() {
         pods.iter().all(|p| p.attendance() == "2.0.0")
     });
     for pod in &pods {
-        let detail = request(&pod.app, "GET", "/readyz", "").json();
+        let detail = request(&pod.admin, "GET", "/readyz", "").json();
         assert_eq!(detail["conditions"], serde_json::json!([]), "{}", pod.name);
     }
     streams.finish_without_failures();

@@ -1,11 +1,13 @@
 //! One actor per installed module version: start, periodic health, stop, and its tasks.
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures_util::FutureExt;
 
 use axum::Router;
 use koupleless_module::{
     Health, Module, ModuleContext,
-    host::{ContextBuilder, Tasks},
+    host::{ContextBuilder, Tasks, panic_message},
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
@@ -168,17 +170,22 @@ impl Actor for ModuleActor {
             ModuleMsg::Router(reply) => {
                 let _ = reply.send(state.router.clone());
             }
-            ModuleMsg::CheckHealth(reply) => {
-                let _ = reply.send(check(state).await);
-            }
-            ModuleMsg::HealthTick => {
-                let health = check(state).await;
-                let _ = state.report.send_message(HealthTick {
-                    actor: myself.get_id(),
-                    health,
-                });
-            }
-            ModuleMsg::TaskFailed(why) => return Err(why.into()),
+            ModuleMsg::CheckHealth(reply) => match check(state).await {
+                Ok(health) => {
+                    let _ = reply.send(health);
+                }
+                Err(why) => return fail(state, why).await,
+            },
+            ModuleMsg::HealthTick => match check(state).await {
+                Ok(health) => {
+                    let _ = state.report.send_message(HealthTick {
+                        actor: myself.get_id(),
+                        health,
+                    });
+                }
+                Err(why) => return fail(state, why).await,
+            },
+            ModuleMsg::TaskFailed(why) => return fail(state, why).await,
         }
         Ok(())
     }
@@ -188,29 +195,48 @@ impl Actor for ModuleActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let span = state.ctx.span().clone();
-        match tokio::time::timeout(state.stop_timeout, state.module.stop().instrument(span)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(module = %state.ctx.manifest().key(), error = %err, "stop returned an error")
-            }
-            Err(_) => {
-                tracing::warn!(module = %state.ctx.manifest().key(), "stop did not finish within upgrade.stop_timeout")
-            }
-        }
-        if !state.tasks.shutdown(state.stop_timeout).await {
-            tracing::warn!(module = %state.ctx.manifest().key(), "tasks still running after upgrade.stop_timeout were abandoned");
-        }
+        stop(state).await;
         Ok(())
     }
 }
 
-async fn check(state: &ModuleActorState) -> Health {
+/// A failure ends the actor with an error, and ractor skips `post_stop` then: the version is
+/// stopped here first (its `stop`, its tasks), so no failure leaves its tasks or instances
+/// behind for the restart to duplicate.
+async fn fail(state: &ModuleActorState, why: String) -> Result<(), ActorProcessingErr> {
+    stop(state).await;
+    Err(why.into())
+}
+
+/// Runs the module's `stop`, then ends its tasks, each within `upgrade.stop_timeout`.
+async fn stop(state: &ModuleActorState) {
     let span = state.ctx.span().clone();
-    match tokio::time::timeout(state.check_timeout, state.module.health().instrument(span)).await {
-        Ok(health) => health,
-        Err(_) => {
-            Health::Down("health check did not answer within health.check_timeout".to_owned())
+    match tokio::time::timeout(state.stop_timeout, state.module.stop().instrument(span)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(module = %state.ctx.manifest().key(), error = %err, "stop returned an error")
         }
+        Err(_) => {
+            tracing::warn!(module = %state.ctx.manifest().key(), "stop did not finish within upgrade.stop_timeout")
+        }
+    }
+    if !state.tasks.shutdown(state.stop_timeout).await {
+        tracing::warn!(module = %state.ctx.manifest().key(), "tasks still running after upgrade.stop_timeout were abandoned");
+    }
+}
+
+/// The module's health; a panic in `health` is a failure of the version.
+async fn check(state: &ModuleActorState) -> Result<Health, String> {
+    let span = state.ctx.span().clone();
+    let health = AssertUnwindSafe(state.module.health().instrument(span)).catch_unwind();
+    match tokio::time::timeout(state.check_timeout, health).await {
+        Ok(Ok(health)) => Ok(health),
+        Ok(Err(panic)) => Err(format!(
+            "its health check panicked: {}",
+            panic_message(&*panic)
+        )),
+        Err(_) => Ok(Health::Down(
+            "health check did not answer within health.check_timeout".to_owned(),
+        )),
     }
 }

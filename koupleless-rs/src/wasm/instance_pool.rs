@@ -145,8 +145,10 @@ impl InstancePool {
     }
 
     /// Creates one instance before traffic arrives (validate before activate) and keeps it
-    /// warm.
+    /// warm. A pool stopped by an earlier `clear` (a restart after a failure) serves again.
     pub(crate) async fn warm_up(&self) -> Result<(), String> {
+        self.closed
+            .store(false, std::sync::atomic::Ordering::Release);
         let instance = self.instantiate().await?;
         self.give_back(instance);
         Ok(())

@@ -52,7 +52,12 @@ async fn serves_modules_probes_admin_and_metrics() {
         let r = http.get(&admin(&base, path)).await;
         assert_eq!(r.status, StatusCode::OK, "admin {path}: {}", r.text());
     }
-    let ready = http.get(&app(&base, "/readyz")).await.json();
+    // The application listener, which faces the network, gives the status alone.
+    let public = http.get(&app(&base, "/readyz")).await.json();
+    assert_eq!(public["state"], "ACCEPTING_TRAFFIC");
+    assert_eq!(public.as_object().unwrap().len(), 2, "{public}");
+    assert!(!public.to_string().contains("payroll"), "{public}");
+    let ready = http.get(&admin(&base, "/readyz")).await.json();
     assert_eq!(ready["state"], "ACCEPTING_TRAFFIC");
     let onboarding = ready["modules"]
         .as_array()
@@ -333,7 +338,7 @@ async fn missing_required_module_means_not_ready_but_live() {
     )
     .await;
     let http = Http::new();
-    let r = http.get(&app(&base, "/readyz")).await;
+    let r = http.get(&admin(&base, "/readyz")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         r.text()
@@ -364,7 +369,7 @@ async fn required_module_down_means_not_ready() {
     let probe = Arc::clone(&payroll.probe);
     let base = start_base(vec![payroll], "[health]\nrequired_modules = [\"payroll\"]").await;
     let http = Http::new();
-    let ready = app(&base, "/readyz");
+    let ready = admin(&base, "/readyz");
     assert_eq!(http.get(&ready).await.status, StatusCode::OK);
     *probe.health.lock().unwrap() = Some(Health::Down("ledger unreachable".to_owned()));
     eventually(WAIT, "readiness off while payroll is down", || async {
@@ -394,7 +399,7 @@ async fn traffic_switch_and_switch_file_gate_readiness() {
     )
     .await;
     let http = Http::new();
-    let ready = app(&base, "/readyz");
+    let ready = admin(&base, "/readyz");
     let r = http.get(&ready).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.text().contains("A_status does not exist"), "{}", r.text());
@@ -567,7 +572,7 @@ async fn drain_strategy_refuses_traffic_during_the_silence_period() {
     )
     .await;
     let http = Http::new();
-    let ready = app(&base, "/readyz");
+    let ready = admin(&base, "/readyz");
     assert_eq!(http.get(&ready).await.status, StatusCode::OK);
     let installer = {
         let (http, url) = (http.clone(), admin(&base, "/installBiz"));
@@ -621,6 +626,19 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
     })
     .await;
     assert_eq!(flaky_probe.starts.load(Ordering::SeqCst), 2);
+    // The failed run was stopped before the restart: its `stop` ran, and its ticking task
+    // ended, so one ticker runs now, not two.
+    assert_eq!(
+        flaky_probe.stops.lock().unwrap().as_slice(),
+        ["payroll@1.0.0"]
+    );
+    let before = flaky_probe.ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ticks = flaky_probe.ticks.load(Ordering::SeqCst) - before;
+    assert!(
+        ticks <= 60,
+        "{ticks} ticks in 500 ms: more than one ticking task"
+    );
     let b = biz(&http, &base, "payroll", "1.0.0").await.unwrap();
     assert_eq!(b["bizState"], "activated");
     assert!(

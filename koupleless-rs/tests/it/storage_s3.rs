@@ -165,11 +165,11 @@ async fn releases_in_a_bucket_are_installed_and_an_outage_only_pauses_them() {
     // The bucket goes away: serving and readiness go on, health detail names the problem.
     s3.stop().await;
     eventually(WITHIN, "the storage condition in /readyz", || async {
-        let r = http.get(&app(&base, "/readyz")).await;
+        let r = http.get(&admin(&base, "/readyz")).await;
         r.status == 200 && r.json()["conditions"].to_string().contains("storage")
     })
     .await;
-    let detail = http.get(&app(&base, "/readyz")).await.json();
+    let detail = http.get(&admin(&base, "/readyz")).await.json();
     assert!(
         detail["conditions"]
             .to_string()
