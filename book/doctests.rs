@@ -52,6 +52,7 @@ pub mod chapters {
         Kubernetes = "src/kubernetes.md",
         Configuration = "src/configuration.md",
         AdminApi = "src/admin-api.md",
+        Security = "src/security.md",
         Cli = "src/cli.md",
         Metrics = "src/metrics.md",
         Performance = "src/performance.md",
