@@ -385,7 +385,7 @@ impl Default for WasmConfig {
     fn default() -> Self {
         Self {
             instances_per_module: 2,
-            max_instances: 64,
+            max_instances: 2048,
             max_memory_mib: 64,
             request_timeout: Duration::from_secs(30),
             instance_wait_timeout: Duration::from_secs(5),

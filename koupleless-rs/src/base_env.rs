@@ -64,6 +64,18 @@ impl BaseEnv {
         Arc::clone(locks.entry(name.to_owned()).or_default())
     }
 
+    /// Drops the lock of module `name` when no operation holds or waits for it, so names
+    /// that come and go (failed installs, mistyped names) do not pile up.
+    pub(crate) fn forget_lock(&self, name: &str) {
+        let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks
+            .get(name)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(name);
+        }
+    }
+
     /// Every module's lock, to wait for all operations under way.
     pub(crate) fn all_locks(&self) -> Vec<Arc<Mutex<()>>> {
         self.op_locks

@@ -1,7 +1,9 @@
-//! Installing and uninstalling a wasm component over and over does not grow the base.
+//! Installing and uninstalling a wasm component over and over does not grow the base, failed
+//! installs leave nothing behind, and a base holds a thousand idle modules.
 //!
 //! Its own test binary, so the base is the only thing in the process allocating while the
-//! resident set is measured. Run it with the numbers shown:
+//! resident set is measured; its tests take turns (`ONE_AT_A_TIME`). Run it with the numbers
+//! shown:
 //! `cargo test -p koupleless --test wasm_memory -- --nocapture`.
 
 #[path = "it/support/mod.rs"]
@@ -69,8 +71,12 @@ async fn cycle(
     assert_eq!(r["data"]["bizState"], "stopped", "{r}");
 }
 
+/// The tests of this binary measure the whole process: one runs at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_uninstall_cycles_keep_the_resident_set_flat() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let artifact = hello_wasm();
     let cache = tempfile::tempdir().unwrap();
     let config = format!(
@@ -80,6 +86,11 @@ async fn install_uninstall_cycles_keep_the_resident_set_flat() {
     let base = start_base(vec![], &config).await;
     let http = Http::new();
     let started = Instant::now();
+    // The recorder is the process's: count from what the other tests left.
+    let (compiled_before, cached_before) = (
+        loads(&http, &base, "compiled").await,
+        loads(&http, &base, "cache").await,
+    );
 
     // The baseline is taken after a few cycles, not before the first: the first install
     // compiles the component and writes the cache, the engine and its pooling allocator
@@ -132,9 +143,9 @@ async fn install_uninstall_cycles_keep_the_resident_set_flat() {
 
     // Every reinstall loaded the compiled component from the cache: the cycles measured the
     // install path a restarted or upgraded base takes, not the compiler.
-    assert_eq!(loads(&http, &base, "compiled").await, 1);
+    assert_eq!(loads(&http, &base, "compiled").await - compiled_before, 1);
     assert_eq!(
-        loads(&http, &base, "cache").await,
+        loads(&http, &base, "cache").await - cached_before,
         (WARM_UP_CYCLES + CYCLES - 1) as u64
     );
     // Shrinking is fine (pages returned to the system); only growth would be a leak.
@@ -144,6 +155,123 @@ async fn install_uninstall_cycles_keep_the_resident_set_flat() {
         growth * 100.0,
         TOLERANCE * 100.0,
         by_cycle.join(", ")
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_installs_leave_the_resident_set_where_it_was() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let artifact = hello_wasm();
+    let cache = tempfile::tempdir().unwrap();
+    // Room for four instances: four modules fill it, every further install fails when it
+    // instantiates, after its component was loaded.
+    let config = format!(
+        "[wasm]\nmax_instances = 4\ninstances_per_module = 1\ncache_dir = {:?}",
+        cache.path().display().to_string()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    for i in 0..4 {
+        install(&http, &base, &format!("fill{i}"), "1.0.0", &artifact).await;
+    }
+    let fail = |i: usize| {
+        let http = http.clone();
+        let body = install_body(&format!("failed{i}"), "1.0.0", &artifact);
+        let base = &base;
+        async move {
+            let r = arklet(&http, base, "installBiz", body).await;
+            assert_eq!(r["code"], "FAILED", "{r}");
+            r["message"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let run = async {
+        for i in 0..50 {
+            fail(i).await;
+        }
+        let baseline = rss();
+        let mut message = String::new();
+        for i in 50..1_050 {
+            message = fail(i).await;
+        }
+        (baseline, rss(), message)
+    };
+    let (baseline, after, message) = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("1,050 failed installs within 2 minutes");
+    assert!(message.contains("wasm.max_instances"), "{message}");
+    let growth = after as f64 / baseline as f64 - 1.0;
+    println!(
+        "VmRSS after 50 failed installs: {:.1} MiB; after 1,000 more: {:.1} MiB ({:+.1}%)",
+        mib(baseline),
+        mib(after),
+        growth * 100.0
+    );
+    assert!(
+        growth <= TOLERANCE,
+        "1,000 failed installs grew the resident set by {:.1}%",
+        growth * 100.0
+    );
+    // The modules that fit still serve.
+    assert_eq!(
+        http.get(&app(&base, "/fill0/hello")).await.text(),
+        "fill0@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_holds_a_thousand_idle_modules_with_default_settings() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let artifact = hello_wasm();
+    let before = rss();
+    // The defaults, but for the time a test may take to stop a thousand modules.
+    let base = start_base(vec![], "[shutdown]\ngrace = \"120s\"").await;
+    let http = Http::new();
+    let started = Instant::now();
+    let installs = async {
+        let clients: Vec<_> = (0..4)
+            .map(|client| {
+                let (http, artifact) = (http.clone(), artifact.clone());
+                let admin = base.admin_addr().expect("admin listener");
+                tokio::spawn(async move {
+                    for i in (client..1_000).step_by(4) {
+                        let r = http
+                            .post(
+                                &format!("http://{admin}/installBiz"),
+                                install_body(&format!("m{i}"), "1.0.0", &artifact),
+                            )
+                            .await
+                            .json();
+                        assert_eq!(r["code"], "SUCCESS", "module {i}: {r}");
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.expect("install client");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), installs)
+        .await
+        .expect("1,000 installs within 5 minutes");
+    let took = started.elapsed();
+    for i in [0, 499, 999] {
+        let name = format!("m{i}");
+        assert_eq!(
+            http.get(&app(&base, &format!("/{name}/hello")))
+                .await
+                .text(),
+            format!("{name}@1.0.0")
+        );
+    }
+    let after = rss();
+    println!(
+        "1,000 idle wasm modules installed in {:.1} s; VmRSS {:.1} MiB before the base, {:.1} MiB after ({:.2} MiB per module)",
+        took.as_secs_f64(),
+        mib(before),
+        mib(after),
+        mib(after.saturating_sub(before)) / 1000.0
     );
     base.shutdown().await.unwrap();
 }

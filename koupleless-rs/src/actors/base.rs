@@ -306,6 +306,7 @@ impl BaseState {
                 ops.install(module, strategy, &abort).await
             }
             .await;
+            env.forget_lock(&name);
             metrics::record_operation(&name, "install", result.is_ok());
             let _ = reply.send(result);
         });
@@ -326,10 +327,19 @@ impl BaseState {
         }
         let ops = self.ops(myself);
         let lock = self.env.lock_for(&name);
+        let env = Arc::clone(&self.env);
         tokio::spawn(async move {
-            let _guard = lock.lock_owned().await;
+            let guard = lock.lock_owned().await;
             let result = run(ops, name.clone()).await;
-            metrics::record_operation(&name, operation, result.is_ok());
+            drop(guard);
+            env.forget_lock(&name);
+            // A name that was never installed gets no series of its own.
+            let known = !matches!(result, Err(BaseError::UnknownModule { .. }));
+            metrics::record_operation(
+                if known { &name } else { "(unknown)" },
+                operation,
+                result.is_ok(),
+            );
             let _ = reply.send(result);
         });
     }

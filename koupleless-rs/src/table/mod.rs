@@ -35,6 +35,9 @@ use crate::{
 
 /// Stopped and broken records kept per module for inspection.
 const KEPT_RECORDS: usize = 5;
+/// Modules with no live version whose records are kept; past this the oldest are forgotten,
+/// so installs that fail under ever new names do not grow the base.
+const KEPT_GONE_MODULES: usize = 100;
 /// State changes kept per version (the newest).
 const HISTORY_KEPT: usize = 50;
 /// Live versions of one module: the current one and the one coming in.
@@ -77,7 +80,9 @@ pub(crate) struct RestartPlan {
 
 struct Entry<A> {
     manifest: Manifest,
-    module: Arc<dyn Module>,
+    /// The module while the version may run again; dropped when it is stopped or broken, so
+    /// a record kept for inspection holds no compiled code.
+    module: Option<Arc<dyn Module>>,
     state: ModuleState,
     history: Vec<StateChange>,
     health: Option<Health>,
@@ -212,7 +217,7 @@ impl<A: VersionActor> ModuleTable<A> {
         self.seq += 1;
         let mut entry = Entry {
             manifest,
-            module,
+            module: Some(module),
             state: ModuleState::Resolved,
             history,
             health: None,
@@ -264,6 +269,7 @@ impl<A: VersionActor> ModuleTable<A> {
         };
         e.actor = None;
         e.service = None;
+        e.module = None;
         e.enter(fx, ModuleState::Broken, "install-failed", why);
         self.prune(&key.name);
     }
@@ -348,6 +354,7 @@ impl<A: VersionActor> ModuleTable<A> {
         };
         e.actor = None;
         e.service = None;
+        e.module = None;
         // It melted down between the operation's look at it and its stop: stopped on
         // purpose, it no longer answers 503 for its prefix.
         if e.unavailable.take().is_some() {
@@ -431,6 +438,7 @@ impl<A: VersionActor> ModuleTable<A> {
                     fx.routes_changed = true;
                 }
                 e.service = None;
+                e.module = None;
                 e.enter(fx, ModuleState::Broken, "meltdown", reason);
             }
         }
@@ -444,7 +452,7 @@ impl<A: VersionActor> ModuleTable<A> {
             return None;
         }
         Some(RestartPlan {
-            module: Arc::clone(&e.module),
+            module: Arc::clone(e.module.as_ref()?),
         })
     }
 
@@ -650,6 +658,33 @@ impl<A: VersionActor> ModuleTable<A> {
                 }
                 None => break,
             }
+        }
+        self.prune_gone_modules();
+    }
+
+    /// Keeps the records of at most [`KEPT_GONE_MODULES`] modules that have no live version
+    /// and answer no 503, forgetting those installed longest ago.
+    fn prune_gone_modules(&mut self) {
+        let mut gone: Vec<(u64, String)> = self
+            .modules
+            .iter()
+            .filter(|(_, entries)| {
+                entries
+                    .iter()
+                    .all(|e| !e.state.is_live() && e.unavailable.is_none())
+            })
+            .map(|(name, entries)| {
+                let newest = entries.iter().map(|e| e.seq).max().unwrap_or(0);
+                (newest, name.clone())
+            })
+            .collect();
+        if gone.len() <= KEPT_GONE_MODULES {
+            return;
+        }
+        let excess = gone.len() - KEPT_GONE_MODULES;
+        gone.sort_unstable();
+        for (_, name) in gone.into_iter().take(excess) {
+            self.modules.remove(&name);
         }
     }
 }

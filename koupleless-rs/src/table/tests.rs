@@ -473,3 +473,70 @@ fn shutdown_order_is_newest_install_first() {
         ]
     );
 }
+
+#[test]
+fn a_version_kept_for_inspection_holds_no_module() {
+    let mut t = table();
+    // Broken at install: the record stays, the module (a wasm module's compiled code) goes.
+    let failed = module("payroll", "1.0.0", "/payroll");
+    t.resolve(Arc::clone(&failed)).unwrap();
+    t.broken(&key("payroll@1.0.0"), "start failed".into());
+    assert_eq!(
+        Arc::strong_count(&failed),
+        1,
+        "the broken record keeps the module"
+    );
+    assert_eq!(state(&mut t, "payroll@1.0.0"), ModuleState::Broken);
+
+    // Stopped after serving.
+    let stopped = module("ledger", "1.0.0", "/ledger");
+    let k = key("ledger@1.0.0");
+    t.resolve(Arc::clone(&stopped)).unwrap();
+    t.started(&k, FakeActor(1), service(&k), Health::Up);
+    t.begin_stop(&k);
+    t.stopped(&k, "uninstalled".into());
+    assert_eq!(
+        Arc::strong_count(&stopped),
+        1,
+        "the stopped record keeps the module"
+    );
+
+    // Melted down: no restart is planned, so nothing needs the module.
+    let doomed = module("expenses", "1.0.0", "/expenses");
+    let k = key("expenses@1.0.0");
+    t.resolve(Arc::clone(&doomed)).unwrap();
+    t.started(&k, FakeActor(2), service(&k), Health::Up);
+    t.activate(&k, "activated").unwrap();
+    let now = Instant::now();
+    for _ in 0..3 {
+        t.fail(ActorId::Local(2), "crashed", now);
+        if t.restart(&k).is_some() {
+            t.restarted(&k, FakeActor(2), service(&k)).unwrap();
+        }
+    }
+    assert_eq!(state(&mut t, "expenses@1.0.0"), ModuleState::Broken);
+    assert!(t.restart(&k).is_none());
+    assert_eq!(
+        Arc::strong_count(&doomed),
+        1,
+        "the broken record keeps the module"
+    );
+}
+
+#[test]
+fn records_of_modules_long_gone_are_forgotten() {
+    let mut t = table();
+    for i in 0..250 {
+        let k = key(&format!("m{i}@1.0.0"));
+        t.resolve(module(&format!("m{i}"), "1.0.0", &format!("/m{i}")))
+            .unwrap();
+        t.broken(&k, "start failed".into());
+    }
+    serving(&mut t, "payroll", "1.0.0", 1);
+    let infos = t.infos(Instant::now());
+    assert_eq!(infos.len(), super::KEPT_GONE_MODULES + 1);
+    // The newest failures are kept, the oldest forgotten; the live module stays.
+    assert!(t.info(&key("m249@1.0.0"), Instant::now()).is_some());
+    assert!(t.info(&key("m0@1.0.0"), Instant::now()).is_none());
+    assert_eq!(state(&mut t, "payroll@1.0.0"), ModuleState::Activated);
+}

@@ -166,14 +166,14 @@ impl InstancePool {
                 let proxy = pre
                     .instantiate_async(&mut store)
                     .await
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| self.cannot_instantiate(&e))?;
                 Ok(Instance::new(store, Exports::Proxy(proxy)))
             }
             Pre::Koupleless(pre) => {
                 let bindings = pre
                     .instantiate_async(&mut store)
                     .await
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| self.cannot_instantiate(&e))?;
                 let started = bindings
                     .koupleless_module_lifecycle()
                     .call_start(&mut store)
@@ -184,6 +184,21 @@ impl InstancePool {
                 started.map_err(|why| format!("its start failed: {why}"))?;
                 Ok(Instance::new(store, Exports::Koupleless(bindings)))
             }
+        }
+    }
+
+    /// Why an instance could not be made; the base-wide instance limit is named as the key
+    /// to raise.
+    fn cannot_instantiate(&self, error: &wasmtime::Error) -> String {
+        let text = format!("{error:#}");
+        if text.contains("maximum concurrent") || text.contains("concurrent limit") {
+            format!(
+                "the base already holds its limit of wasm.max_instances ({}) instances; raise wasm.max_instances, or uninstall modules ({})",
+                self.engine.config().max_instances,
+                last_line(&text)
+            )
+        } else {
+            text
         }
     }
 
