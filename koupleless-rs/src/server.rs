@@ -17,6 +17,9 @@ use tower_http::timeout::TimeoutBody;
 
 use koupleless_config::ConnectionLimits;
 
+/// The header the in-process client names the calling module in.
+const CALLER: &str = "x-koupleless-caller";
+
 /// Serves `service` on `listener` until `stop` is cancelled, then lets the open connections
 /// finish their current request.
 pub(crate) fn serve<S>(
@@ -59,11 +62,15 @@ where
                 },
             };
             let _ = stream.set_nodelay(true);
-            let service = service
-                .clone()
-                .map_request(move |request: hyper::Request<Incoming>| {
-                    request.map(|body| Body::new(TimeoutBody::new(body_timeout, body)))
-                });
+            let service =
+                service
+                    .clone()
+                    .map_request(move |mut request: hyper::Request<Incoming>| {
+                        // Only the base's in-process client says which module is calling; a
+                        // client on the network cannot pass for one.
+                        request.headers_mut().remove(CALLER);
+                        request.map(|body| Body::new(TimeoutBody::new(body_timeout, body)))
+                    });
             let connection = http
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .with_upgrades();

@@ -83,12 +83,14 @@ impl Manifest {
         }
         if p.split('/').skip(1).any(|seg| {
             seg.is_empty()
+                || seg == "."
+                || seg == ".."
                 || !seg
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
         }) {
             return err(format!(
-                "route prefix `{p}` may only hold plain path segments (letters, digits, `-`, `_`, `.`, `~`), no empty segment, parameter or wildcard"
+                "route prefix `{p}` may only hold plain path segments (letters, digits, `-`, `_`, `.`, `~`), no empty segment, `.` or `..`, parameter or wildcard"
             ));
         }
         if let Some(reserved) = RESERVED_PREFIXES.iter().find(|r| prefixes_overlap(p, r)) {
@@ -145,6 +147,11 @@ mod tests {
         assert!(bad.to_string().contains("reserves"), "{bad}");
         let bad = Manifest::parse("payroll", "1.0.0", "/pay/{id}").unwrap_err();
         assert!(bad.to_string().contains("plain path segments"), "{bad}");
+        for dots in ["/..", "/.", "/api/../payroll", "/api/./x"] {
+            let bad = Manifest::parse("payroll", "1.0.0", dots).unwrap_err();
+            assert!(bad.to_string().contains("`..`"), "{dots}: {bad}");
+        }
         assert!(Manifest::parse("payroll", "1.0.0", "/api/payroll").is_ok());
+        assert!(Manifest::parse("payroll", "1.0.0", "/v1.2").is_ok());
     }
 }

@@ -42,12 +42,19 @@ async fn half_sent_request_heads_are_closed_while_other_clients_are_served() {
         slow.push(stream);
     }
     // The half-sent heads take nothing from a client that sends a whole request.
+    // (The fastest of three answers: the other tests of this binary share the two cores.)
     let http = Http::new();
-    let started = Instant::now();
-    let r = http.get(&app(&base, "/payroll/hello")).await;
-    let took = started.elapsed();
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(took < Duration::from_millis(100), "answered in {took:?}");
+    let mut fastest = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = http.get(&app(&base, "/payroll/hello")).await;
+        fastest = fastest.min(started.elapsed());
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    assert!(
+        fastest < Duration::from_millis(100),
+        "answered in {fastest:?}"
+    );
 
     for stream in &mut slow {
         let closed = closed_within(stream, Duration::from_secs(5)).await;
@@ -152,9 +159,17 @@ async fn waiting_for_a_busy_instance_is_bounded_and_says_when_to_retry() {
         let (http, url) = (http.clone(), app(&base, "/busy/spin"));
         tokio::spawn(async move { http.get(&url).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
-    let r = http.get(&app(&base, "/busy/hello")).await;
+    // Until the spinning request holds the one instance, `/hello` is served; then it waits
+    // 200 ms and is turned away.
+    let spun = Instant::now();
+    let (r, took) = loop {
+        let started = Instant::now();
+        let r = http.get(&app(&base, "/busy/hello")).await;
+        if r.status != StatusCode::OK || spun.elapsed() > Duration::from_secs(2) {
+            break (r, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.headers[http::header::RETRY_AFTER], "1");
     assert!(
@@ -162,11 +177,7 @@ async fn waiting_for_a_busy_instance_is_bounded_and_says_when_to_retry() {
         "{}",
         r.text()
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
     assert_eq!(spin.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(
         http.get(&app(&base, "/busy/hello")).await.status,
@@ -447,5 +458,31 @@ async fn an_oversized_release_is_refused_before_it_is_downloaded() {
         http.get(&app(&base, "/hello/who")).await.text() == "hello@1.0.0"
     })
     .await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_pass_for_a_calling_module() {
+    let base = start_base(
+        vec![
+            TestModule::new("payroll", "1.0.0", "/payroll"),
+            TestModule::new("attendance", "1.0.0", "/attendance"),
+        ],
+        "",
+    )
+    .await;
+    let (status, body) = raw(
+        base.app_addr(),
+        "GET /attendance/caller HTTP/1.1\r\nHost: base\r\nX-Koupleless-Caller: payroll@1.0.0",
+        b"",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "nobody"));
+    // A module calling through the base is named.
+    let http = Http::new();
+    let r = http
+        .get(&app(&base, "/payroll/call/attendance/caller"))
+        .await;
+    assert_eq!(r.text(), "200 payroll@1.0.0");
     base.shutdown().await.unwrap();
 }

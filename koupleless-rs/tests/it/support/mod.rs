@@ -211,6 +211,16 @@ impl Module for TestModule {
                 }),
             )
             .route(
+                "/caller",
+                get(|headers: http::HeaderMap| async move {
+                    headers
+                        .get("x-koupleless-caller")
+                        .map_or("nobody".to_owned(), |v| {
+                            String::from_utf8_lossy(v.as_bytes()).into_owned()
+                        })
+                }),
+            )
+            .route(
                 "/panic",
                 get(|| async {
                     panic!("handler bug");
