@@ -486,3 +486,55 @@ async fn a_client_cannot_pass_for_a_calling_module() {
     assert_eq!(r.text(), "200 payroll@1.0.0");
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_with_any_body_are_answered_and_break_nothing() {
+    use proptest::{
+        strategy::{Strategy, ValueTree},
+        test_runner::TestRunner,
+    };
+    let base = start_base(vec![TestModule::new("payroll", "1.0.0", "/payroll")], "").await;
+    let admin_addr = base.admin_addr().unwrap();
+    let bodies = proptest::string::string_regex(
+        "\\PC{0,120}|\\{(\"(bizName|bizVersion|bizUrl|prefix|installStrategy|name|version|strategy|artifact)\": ?(\"\\PC{0,16}\"|[0-9]{1,6}|null|true|\\{\\}|\\[\\]), ?){0,4}\"x\": 1\\}",
+    )
+    .unwrap();
+    let mut runner = TestRunner::deterministic();
+    let paths = [
+        "/installBiz",
+        "/uninstallBiz",
+        "/switchBiz",
+        "/queryAllBiz",
+        "/modules",
+        "/modules/payroll/switch",
+        "/artifacts",
+        "/traffic",
+    ];
+    for case in 0..200 {
+        let body = bodies.new_tree(&mut runner).unwrap().current();
+        let path = paths[case % paths.len()];
+        let kind = if path == "/artifacts" {
+            "application/wasm"
+        } else {
+            "application/json"
+        };
+        let method = if path == "/traffic" { "PUT" } else { "POST" };
+        let (status, answer) = raw(
+            admin_addr,
+            &format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}"),
+            body.as_bytes(),
+        )
+        .await;
+        assert!(
+            status < 500 || status == 503,
+            "{method} {path} with {body:?}: {status} {answer}"
+        );
+    }
+    let http = Http::new();
+    assert_eq!(http.get(&app(&base, "/livez")).await.status, StatusCode::OK);
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
