@@ -9,7 +9,6 @@ use koupleless_wire::{
 };
 use ractor::ActorRef;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     actors::{
@@ -78,7 +77,7 @@ impl BaseHandle {
                 prefix,
             },
             strategy,
-            abort: CancellationToken::new(),
+            fence: crate::rollout::Fence::default(),
         };
         self.operation(|r| BaseMsg::Install(InstallSource::Artifact(artifact), r))
             .await

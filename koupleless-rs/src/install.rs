@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use koupleless_module::{Module, Version};
 use koupleless_wire::{InstallRequest, Strategy};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     base_env::BaseEnv,
     error::BaseError,
+    rollout::Fence,
     wasm::{ManifestOverrides, WasmError, WasmModule},
 };
 
@@ -25,9 +25,9 @@ pub(crate) struct ArtifactInstall {
     pub(crate) overrides: ManifestOverrides,
     /// The request's strategy, else the module's configured one.
     pub(crate) strategy: Option<Strategy>,
-    /// Cancelled when the rollout lease is lost: the install stops before the new version
-    /// takes traffic.
-    pub(crate) abort: CancellationToken,
+    /// Whether the install still holds the rollout lease: the install stops before the new
+    /// version takes traffic when it does not.
+    pub(crate) fence: Fence,
 }
 
 /// What an install starts from.
@@ -53,11 +53,11 @@ impl InstallSource {
         }
     }
 
-    /// Cancelled when the install must stop before the new version takes traffic.
-    pub(crate) fn abort(&self) -> CancellationToken {
+    /// What the install checks before the new version takes traffic.
+    pub(crate) fn fence(&self) -> Fence {
         match self {
-            InstallSource::Request(_) => CancellationToken::new(),
-            InstallSource::Artifact(a) => a.abort.clone(),
+            InstallSource::Request(_) => Fence::default(),
+            InstallSource::Artifact(a) => a.fence.clone(),
         }
     }
 }

@@ -32,6 +32,8 @@ struct Hello;
 struct Settings {
     greeting: Option<String>,
     fail_start: bool,
+    /// Milliseconds `start` takes, for tests that need an install to last.
+    start_delay_ms: u64,
 }
 
 #[koupleless_module::module(name = "hello", prefix = "/hello")]
@@ -41,6 +43,9 @@ impl Module for Hello {
         let settings: Settings = ctx.config()?;
         if settings.fail_start {
             return Err(ModuleError::msg("fail_start is set in modules.hello"));
+        }
+        if settings.start_delay_ms > 0 {
+            wstd::task::sleep(wstd::time::Duration::from_millis(settings.start_delay_ms)).await;
         }
         tracing::info!(module = %ctx.manifest().key(), "hello module started");
         Ok(())

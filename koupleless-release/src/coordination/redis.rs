@@ -194,7 +194,15 @@ impl Coordination for RedisCoordination {
         let raw: Option<String> = self
             .timed("read a rollout", cmd.query_async(&mut conn))
             .await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        // A record that cannot be read still says that somebody halted the release: it counts
+        // as halted (fail closed) until an operator retries it.
+        Ok(raw.map(|r| {
+            serde_json::from_str(&r).unwrap_or_else(|e| PodFailure {
+                pod: "(unknown)".to_owned(),
+                reason: format!("the failure record of {release} cannot be read ({e}); retry the release to clear it"),
+                at_ms: 0,
+            })
+        }))
     }
 
     async fn record(

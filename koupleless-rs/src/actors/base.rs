@@ -296,14 +296,14 @@ impl BaseState {
         tokio::spawn(async move {
             let mut name = source.name().unwrap_or_default().to_owned();
             let requested = source.strategy();
-            let abort = source.abort();
+            let fence = source.fence();
             let result = async {
                 // Loading a wasm artifact compiles it: done here, off the actor.
                 let module = install::resolve(&env, source).await?;
                 name = module.manifest().name;
                 let strategy = env.strategy_for(&name, requested);
                 let _guard = env.lock_for(&name).lock_owned().await;
-                ops.install(module, strategy, &abort).await
+                ops.install(module, strategy, &fence).await
             }
             .await;
             env.forget_lock(&name);
@@ -415,7 +415,7 @@ impl Installer for ActorRef<BaseMsg> {
                 prefix: None,
             },
             strategy: None,
-            abort: release.abort,
+            fence: release.fence,
         };
         // An install answers when it is done; its steps are bounded by their own timeouts.
         call(self, "the base actor", None, |reply| {

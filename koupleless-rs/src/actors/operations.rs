@@ -8,7 +8,6 @@ use koupleless_module::{Health, Module, ModuleKey, Version};
 use koupleless_wire::{ModuleInfo, ModuleState, Strategy};
 use ractor::{Actor, ActorCell, ActorRef, DerivedActorRef, OutputPort, RpcReplyPort};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 
 use tokio_util::task::TaskTracker;
 
@@ -18,6 +17,7 @@ use crate::{
     call::{QUERY_TIMEOUT, Reply, call},
     error::{BaseError, StartFailed},
     health::HealthChange,
+    rollout::Fence,
 };
 
 /// Steps the operation tasks ask the Base to take, one table change each.
@@ -145,12 +145,15 @@ impl Ops {
     }
 
     /// Installs `module` with `strategy`; on any failure the active version keeps serving.
-    /// Cancelling `abort` before the new version is activated stops it and keeps the old one.
+    /// When `fence` says the rollout lease is lost before the new version is activated, the
+    /// new version is stopped and the old one keeps serving; if no old one serves any more
+    /// (`uninstallThenInstall`), the new one is activated all the same rather than leave
+    /// the module with nothing.
     pub(crate) async fn install(
         &self,
         module: Arc<dyn Module>,
         strategy: Strategy,
-        abort: &CancellationToken,
+        fence: &Fence,
     ) -> Result<ModuleInfo, BaseError> {
         let manifest = module.manifest();
         let key = manifest.key();
@@ -237,7 +240,10 @@ impl Ops {
         }
         self.ask(|r| OpMsg::Started(key.clone(), actor, router, health, r))
             .await?;
-        if abort.is_cancelled() {
+        // The old version still serves unless it was uninstalled first: only then may a lost
+        // lease leave the new version to take over rather than nothing.
+        let nothing_else = serving.is_none();
+        if !nothing_else && !fence.holds().await {
             return Err(self.aborted(&key).await);
         }
 
@@ -248,9 +254,9 @@ impl Ops {
                 self.drain_window(&key.name, true);
                 let silent = tokio::select! {
                     _ = tokio::time::sleep(silence) => true,
-                    _ = abort.cancelled() => false,
+                    () = fence.lost() => false,
                 };
-                if !silent {
+                if !silent || !fence.holds().await {
                     self.drain_window(&key.name, false);
                     return Err(self.aborted(&key).await);
                 }
@@ -261,6 +267,14 @@ impl Ops {
                 }
             }
             _ => {
+                // Asked at the moment of activation: a lease taken over since the last
+                // renewal stops the install here.
+                if !fence.holds().await {
+                    if !nothing_else {
+                        return Err(self.aborted(&key).await);
+                    }
+                    tracing::warn!(module = %key, "the rollout lease was lost, but no other version serves the module; activating the new one");
+                }
                 if let Some(old) = self.activate(&key, "activated").await? {
                     self.retire(&old, "replaced").await;
                 }

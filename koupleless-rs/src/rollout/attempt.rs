@@ -21,7 +21,7 @@ use koupleless_release::{
 use koupleless_wire::{EventKind, PodFailure, PodOutcome, PodRecord, RolloutEvent};
 use tokio_util::sync::CancellationToken;
 
-use super::{Installer, Release};
+use super::{Fence, HeldLease, Installer, Release};
 use crate::{error::BaseError, metrics, report::Chain};
 
 /// How an attempt on one module ended.
@@ -77,14 +77,19 @@ impl Rollout {
             Ok(lease) => lease,
             Err(attempt) => return attempt,
         };
+        // Renewed from the moment it is taken, not from the first record.
+        let lost = CancellationToken::new();
+        let renewal = self.keep_renewing(&lease, lost.clone());
         // Another base may have failed this version while this one waited for the lease.
         match self.coordination.failure(&release).await {
             Ok(None) => {}
             Ok(Some(_)) => {
+                renewal.abort();
                 let _ = self.coordination.release(&lease).await;
                 return Attempt::Idle;
             }
             Err(e) => {
+                renewal.abort();
                 let _ = self.coordination.release(&lease).await;
                 return Attempt::Unreachable(e);
             }
@@ -105,8 +110,6 @@ impl Rollout {
             )
             .await;
 
-        let lost = CancellationToken::new();
-        let renewal = self.keep_renewing(&lease, lost.clone());
         let fetched = store.fetch(&artifact).await;
         metrics::record_storage("get", fetched.is_ok());
         let result = match fetched {
@@ -116,7 +119,14 @@ impl Rollout {
                     location: store.describe(&artifact.location),
                     bytes,
                     key: release.clone(),
-                    abort: lost.clone(),
+                    fence: Fence::new(
+                        lost.clone(),
+                        Arc::new(Renewal {
+                            coordination: Arc::clone(&self.coordination),
+                            lease: lease.clone(),
+                            ttl: self.lease_ttl,
+                        }),
+                    ),
                 })
                 .await
                 .map(|_| ()),
@@ -263,6 +273,27 @@ impl Rollout {
                 }
             }
         })
+    }
+}
+
+/// The lease as the install's fence asks about it: renewing it answers whether it is still
+/// this install's.
+struct Renewal {
+    coordination: Arc<dyn Coordination>,
+    lease: Lease,
+    ttl: Duration,
+}
+
+#[async_trait::async_trait]
+impl HeldLease for Renewal {
+    async fn still_held(&self) -> bool {
+        match self.coordination.renew(&self.lease, self.ttl).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(module = %self.lease.module, error = %Chain(&e), "cannot confirm the rollout lease before activation; not activating");
+                false
+            }
+        }
     }
 }
 

@@ -30,9 +30,57 @@ pub(crate) struct Release {
     pub(crate) bytes: Vec<u8>,
     /// The module and version the storage layout names.
     pub(crate) key: ModuleKey,
-    /// Cancelled when the rollout lease is lost: the install stops before the new version
-    /// takes traffic.
-    pub(crate) abort: CancellationToken,
+    /// Whether the install still holds the rollout lease: it stops before the new version
+    /// takes traffic when it does not.
+    pub(crate) fence: Fence,
+}
+
+/// Whether an install may still let its new version take traffic. Cancelled when the
+/// renewal finds the rollout lease lost, and asked of the lease store itself at the moment
+/// of activation, so an install whose lease was taken over between two renewals never
+/// activates. An install without a lease (an operator's) always may.
+#[derive(Clone, Default)]
+pub(crate) struct Fence {
+    lost: CancellationToken,
+    lease: Option<std::sync::Arc<dyn HeldLease>>,
+}
+
+/// A rollout lease, as the fence asks about it.
+#[async_trait]
+pub(crate) trait HeldLease: Send + Sync + 'static {
+    /// Still this install's, confirmed by the lease store now. An unanswered question is a
+    /// no: the lease is not known to be held.
+    async fn still_held(&self) -> bool;
+}
+
+impl Fence {
+    /// A fence over `lease`, cancelled through `lost`.
+    pub(crate) fn new(lost: CancellationToken, lease: std::sync::Arc<dyn HeldLease>) -> Self {
+        Self {
+            lost,
+            lease: Some(lease),
+        }
+    }
+
+    /// Resolves when the lease is known to be lost (never, without a lease).
+    pub(crate) async fn lost(&self) {
+        self.lost.cancelled().await;
+    }
+
+    /// Whether the lease is held now: asks the lease store. Without a lease, yes.
+    pub(crate) async fn holds(&self) -> bool {
+        if self.lost.is_cancelled() {
+            return false;
+        }
+        let Some(lease) = &self.lease else {
+            return true;
+        };
+        let held = lease.still_held().await;
+        if !held {
+            self.lost.cancel();
+        }
+        held
+    }
 }
 
 /// What a rollout needs from the base: install a release, uninstall a version, list what

@@ -133,3 +133,118 @@ max_instances = 16
     assert!(fences[1] > fences[0], "{fences:?}");
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_lease_taken_over_between_renewals_never_activates_the_new_version() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(hello_module()).unwrap();
+    release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
+    // A long lease (renewed every 10 s) and a start that takes 1.5 s: the lease is taken
+    // over while 2.0.0 starts, and no renewal comes before it would be activated. Only the
+    // check at activation can stop it. The default strategy, `swap`.
+    let config = format!(
+        r#"
+[storage]
+enabled = true
+url = "{}"
+poll_interval = "100ms"
+[redis]
+url = "{}"
+key_prefix = "fence-test"
+[rollout]
+lease_ttl = "30s"
+pod = "pod-a"
+[modules.hello]
+start_delay_ms = 1500
+[wasm]
+instances_per_module = 1
+max_instances = 16
+"#,
+        dir.path().display(),
+        redis.url()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    let who = || async { http.get(&app(&base, "/hello/who")).await.text() };
+    eventually(WITHIN, "hello@1.0.0 serving", || async {
+        who().await == "hello@1.0.0"
+    })
+    .await;
+
+    release(dir.path(), "hello/2.0.0/module.wasm", &bytes, true);
+    eventually(WITHIN, "the lease taken for 2.0.0", || async {
+        record(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| events(&r) == ["lease_acquired"])
+    })
+    .await;
+    assert_eq!(
+        redis
+            .command("SET fence-test:rollout:hello:lease:0 someone-else PX 4000")
+            .as_deref(),
+        Some("+OK")
+    );
+    eventually(WITHIN, "the lease loss recorded", || async {
+        record(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| events(&r).contains(&"lease_lost".to_owned()))
+    })
+    .await;
+    assert_eq!(who().await, "hello@1.0.0", "2.0.0 was never activated");
+    let modules = http.get(&admin(&base, "/modules/hello")).await.json();
+    let v2 = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == "2.0.0")
+        .expect("a record of 2.0.0");
+    assert_eq!(v2["state"], "stopped", "{v2}");
+    let history = v2["history"].to_string();
+    assert!(!history.contains("\"activated\""), "{history}");
+
+    // Once the other holder's lease expires, this base takes its turn and installs 2.0.0.
+    eventually(WITHIN, "hello@2.0.0 serving", || async {
+        who().await == "hello@2.0.0"
+    })
+    .await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreadable_halt_record_keeps_the_release_halted() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(hello_module()).unwrap();
+    release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
+    // Somebody halted 2.0.0, and the record is damaged.
+    assert_eq!(
+        redis
+            .command("SET halt-test:rollout:hello@2.0.0:failure not-json")
+            .as_deref(),
+        Some("+OK")
+    );
+    release(dir.path(), "hello/2.0.0/module.wasm", &bytes, true);
+    let config = format!(
+        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n[redis]\nurl = \"{}\"\nkey_prefix = \"halt-test\"\n[wasm]\ninstances_per_module = 1\nmax_instances = 16",
+        dir.path().display(),
+        redis.url()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    let who = || async { http.get(&app(&base, "/hello/who")).await.text() };
+    // The next version down is installed; the halted one is not tried.
+    eventually(WITHIN, "hello@1.0.0 serving", || async {
+        who().await == "hello@1.0.0"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(who().await, "hello@1.0.0");
+    assert!(
+        record(&http, &base, "2.0.0")
+            .await
+            .is_none_or(|r| !events(&r).contains(&"lease_acquired".to_owned())),
+        "the halted release was attempted"
+    );
+    base.shutdown().await.unwrap();
+}
