@@ -329,3 +329,30 @@ async fn a_loop_gets_504_and_an_allocation_without_bound_gets_500_while_others_a
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_or_a_name_does_not_reach_the_bases_own_network() {
+    let (upstream_addr, hits) = upstream().await;
+    let port = upstream_addr.port();
+    let config =
+        format!("{WASM_CONFIG}\n[modules.hello]\nallowed_hosts = [\"*\", \"localhost:{port}\"]");
+    let (base, http) = serving(vec![], &config, None).await;
+    let admin_addr = base.admin_addr().unwrap();
+    for url in [
+        format!("http://{upstream_addr}/rate"),
+        format!("http://localhost:{port}/rate"),
+        format!("http://{admin_addr}/readyz"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let r = http
+            .get(&app(&base, &format!("/hello/fetch?url={url}")))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{url}: {}", r.text());
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the local server"
+    );
+    base.shutdown().await.unwrap();
+}
