@@ -183,7 +183,7 @@ impl Outbound {
             return true;
         }
         let named = addr.to_string();
-        self.allowed.iter().any(|entry| *entry == named)
+        self.allowed.contains(&named)
     }
 }
 
