@@ -58,7 +58,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -72,26 +72,11 @@ use koupleless::{
 };
 use koupleless_benches::{
     client::{self, Reply},
+    guests::{BuiltGuest, WasmGuest, build},
     load::{self, Measurement, Settings, WARM_UP, cpus, median},
     server_process::{ServerProcess, wait_for_parent_to_close_stdin},
 };
 use serde_json::{Value, json};
-
-/// A wasm guest crate of this repository, what the bench installs it as, and its route.
-struct WasmGuest {
-    /// The crate's directory, relative to the workspace root.
-    crate_dir: &'static str,
-    /// File name of the built component under `wasm32-wasip2/release/`.
-    component: &'static str,
-    /// `bizName`.
-    name: &'static str,
-    /// `bizVersion`.
-    version: &'static str,
-    /// `prefix`: where the base mounts the component.
-    prefix: &'static str,
-    /// The route loaded, under the prefix; it answers `{name}@{version}` as text.
-    route: &'static str,
-}
 
 const HELLO_WASM: WasmGuest = WasmGuest {
     crate_dir: "guests/hello-wasm",
@@ -111,19 +96,6 @@ const HELLO_MODULE: WasmGuest = WasmGuest {
     prefix: "/hello",
     route: "/who",
 };
-
-impl WasmGuest {
-    /// The `installBiz` body: a plain component carries no manifest, so the request names it
-    /// (for a koupleless module it repeats what the component embeds).
-    fn install_request(&self, component: &Path) -> Value {
-        json!({
-            "bizName": self.name,
-            "bizVersion": self.version,
-            "prefix": self.prefix,
-            "bizUrl": format!("file://{}", component.display()),
-        })
-    }
-}
 
 /// The native module the base is built with, answering like the guests do.
 const NATIVE_NAME: &str = "native";
@@ -246,12 +218,6 @@ fn serve_child(cache_dir: PathBuf) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 
 /// A guest built for this run.
-struct BuiltGuest {
-    guest: &'static WasmGuest,
-    component: PathBuf,
-    bytes: u64,
-}
-
 /// The distinct guests the variants use, in order.
 fn guests() -> anyhow::Result<Vec<&'static WasmGuest>> {
     let mut guests: Vec<&'static WasmGuest> = Vec::new();
@@ -270,60 +236,6 @@ fn guests() -> anyhow::Result<Vec<&'static WasmGuest>> {
         }
     }
     Ok(guests)
-}
-
-/// Builds the guest crate for wasm32-wasip2 (release) and returns its component.
-fn build(guest: &'static WasmGuest) -> anyhow::Result<BuiltGuest> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root
-        .join(guest.crate_dir)
-        .canonicalize()
-        .with_context(|| format!("the guest crate {}", guest.crate_dir))?;
-    // One directory per checkout, as the tests do: two checkouts sharing a target directory
-    // would otherwise overwrite each other's component under the same file name.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join(format!("guests-{:016x}", {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            dir.hash(&mut h);
-            h.finish()
-        }));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let started = Instant::now();
-    let output = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(dir.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .context("running cargo to build the guest")?;
-    ensure!(
-        output.status.success(),
-        "building {} for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
-        guest.crate_dir,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let component = target.join("wasm32-wasip2/release").join(guest.component);
-    let bytes = std::fs::metadata(&component)
-        .with_context(|| format!("the built component {}", component.display()))?
-        .len();
-    eprintln!(
-        "built {} ({bytes} bytes) in {:.1} s",
-        guest.crate_dir,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(BuiltGuest {
-        guest,
-        component,
-        bytes,
-    })
 }
 
 /// An empty `wasm.cache_dir` for this run, removed at the end.

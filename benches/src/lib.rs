@@ -2,5 +2,6 @@
 //! HTTP/1.1 keep-alive load on 127.0.0.1, one-off requests, and the numbers they yield.
 
 pub mod client;
+pub mod guests;
 pub mod load;
 pub mod server_process;

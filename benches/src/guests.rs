@@ -1,0 +1,102 @@
+//! The repository's guest crates, built for wasm32-wasip2 by a bench before it installs them.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, ensure};
+use serde_json::{Value, json};
+
+/// A wasm guest crate of this repository, what the bench installs it as, and its route.
+pub struct WasmGuest {
+    /// The crate's directory, relative to the workspace root.
+    pub crate_dir: &'static str,
+    /// File name of the built component under `wasm32-wasip2/release/`.
+    pub component: &'static str,
+    /// `bizName`.
+    pub name: &'static str,
+    /// `bizVersion`.
+    pub version: &'static str,
+    /// `prefix`: where the base mounts the component.
+    pub prefix: &'static str,
+    /// The route loaded, under the prefix; it answers `{name}@{version}` as text.
+    pub route: &'static str,
+}
+
+impl WasmGuest {
+    /// The `installBiz` body: a plain component carries no manifest, so the request names it
+    /// (for a koupleless module it repeats what the component embeds).
+    pub fn install_request(&self, component: &Path) -> Value {
+        json!({
+            "bizName": self.name,
+            "bizVersion": self.version,
+            "prefix": self.prefix,
+            "bizUrl": format!("file://{}", component.display()),
+        })
+    }
+}
+
+/// A guest crate built, and its component.
+pub struct BuiltGuest {
+    /// The guest.
+    pub guest: &'static WasmGuest,
+    /// The built component.
+    pub component: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// Builds the guest crate for wasm32-wasip2 (release) and returns its component.
+pub fn build(guest: &'static WasmGuest) -> anyhow::Result<BuiltGuest> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root
+        .join(guest.crate_dir)
+        .canonicalize()
+        .with_context(|| format!("the guest crate {}", guest.crate_dir))?;
+    // One directory per checkout, as the tests do: two checkouts sharing a target directory
+    // would otherwise overwrite each other's component under the same file name.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(format!("guests-{:016x}", {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            dir.hash(&mut h);
+            h.finish()
+        }));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let started = Instant::now();
+    let output = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .context("running cargo to build the guest")?;
+    ensure!(
+        output.status.success(),
+        "building {} for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
+        guest.crate_dir,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let component = target.join("wasm32-wasip2/release").join(guest.component);
+    let bytes = std::fs::metadata(&component)
+        .with_context(|| format!("the built component {}", component.display()))?
+        .len();
+    eprintln!(
+        "built {} ({bytes} bytes) in {:.1} s",
+        guest.crate_dir,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(BuiltGuest {
+        guest,
+        component,
+        bytes,
+    })
+}
