@@ -74,6 +74,20 @@ impl ServerProcess {
         Some(Duration::from_nanos(nanos))
     }
 
+    /// The server's resident set (`VmRSS`) in bytes; `None` where `/proc` does not tell.
+    pub fn rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// Closes the child's stdin and waits for it to exit successfully.
     pub fn stop(mut self) -> anyhow::Result<()> {
         drop(self.child.stdin.take());
