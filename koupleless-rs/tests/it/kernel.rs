@@ -587,10 +587,25 @@ async fn drain_strategy_refuses_traffic_during_the_silence_period() {
         r.status == StatusCode::SERVICE_UNAVAILABLE && r.text().contains("being drained")
     })
     .await;
+    let off = std::time::Instant::now();
     // Traffic that still arrives is served by the old version.
     assert_eq!(
         http.get(&app(&base, "/payroll/hello")).await.text(),
         "payroll@1.0.0"
+    );
+    // Readiness stays off for the whole silence (600 ms): the first ready answer comes no
+    // sooner than that after readiness was first seen off (less the time to notice).
+    let back_on = loop {
+        let r = http.get(&ready).await;
+        if r.status == StatusCode::OK {
+            break off.elapsed();
+        }
+        assert!(off.elapsed() < WAIT, "readiness never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        back_on >= Duration::from_millis(450),
+        "readiness came back {back_on:?} after it went off, within the 600 ms silence"
     );
     let r = installer.await.unwrap();
     assert_eq!(r["code"], "SUCCESS", "{r}");

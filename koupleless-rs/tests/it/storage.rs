@@ -77,6 +77,13 @@ async fn the_newest_release_is_installed_and_replaces_the_current_one_under_load
         assert!(status.is_success(), "{status} {body}");
         assert!(body == "hello@1.0.0" || body == "hello@1.1.0", "{body}");
     }
+    // The swap happened while the load ran: the clients saw both versions.
+    for version in ["hello@1.0.0", "hello@1.1.0"] {
+        assert!(
+            seen.iter().any(|(_, body)| body == version),
+            "no answer from {version} during the load"
+        );
+    }
 
     for version in ["1.0.0", "1.1.0"] {
         let record = rollout(&http, &base, version).await.expect("a record");

@@ -374,7 +374,7 @@ where
     }
 }
 
-/// Clients sending `GET url` back to back until stopped (bounded at 5,000 requests each).
+/// Clients sending `GET url` back to back until stopped (each for at most a minute).
 pub struct SteadyLoad {
     stop: Arc<std::sync::atomic::AtomicBool>,
     workers: Vec<tokio::task::JoinHandle<Vec<(StatusCode, String)>>>,
@@ -388,7 +388,10 @@ impl SteadyLoad {
                 let (http, url, stop) = (http.clone(), url.to_owned(), Arc::clone(&stop));
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) && seen.len() < 5_000 {
+                    let started = Instant::now();
+                    while !stop.load(Ordering::Relaxed)
+                        && started.elapsed() < Duration::from_secs(60)
+                    {
                         let r = http.get(&url).await;
                         seen.push((r.status, r.text()));
                     }
