@@ -17,26 +17,25 @@ pub(crate) struct ComponentCache {
 impl ComponentCache {
     /// Opens the cache directory, creating it owner-only (0700). A directory that another
     /// user owns, that others can write to, or that is a symbolic link is refused: files in
-    /// it are mapped as native code, so only this user may have written them.
-    pub(crate) fn open(dir: &Path) -> Result<Self, String> {
+    /// it are mapped as native code, so only this user may have written them. A directory
+    /// that cannot be created (a read-only home in a container) means no cache: every
+    /// install compiles, and the log says so.
+    pub(crate) fn open(dir: &Path) -> Result<Option<Self>, String> {
         let shown = dir.display();
         #[cfg(unix)]
-        {
+        let created = {
             use std::os::unix::fs::DirBuilderExt;
-            let created = std::fs::DirBuilder::new()
+            std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(dir);
-            if let Err(e) = created {
-                return Err(format!(
-                    "wasm.cache_dir `{shown}` cannot be created ({e}); set it to a directory this user owns, or unset it to compile every install"
-                ));
-            }
-        }
+                .create(dir)
+        };
         #[cfg(not(unix))]
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!("wasm.cache_dir `{shown}` cannot be created ({e}); set it to a directory this user owns")
-        })?;
+        let created = std::fs::create_dir_all(dir);
+        if let Err(e) = created {
+            tracing::warn!(dir = %shown, error = %e, "wasm.cache_dir cannot be created; every install compiles (set it to a writable directory this user owns)");
+            return Ok(None);
+        }
         let meta = std::fs::symlink_metadata(dir)
             .map_err(|e| format!("wasm.cache_dir `{shown}` cannot be read ({e})"))?;
         if meta.file_type().is_symlink() {
@@ -64,9 +63,9 @@ impl ComponentCache {
                 ));
             }
         }
-        Ok(Self {
+        Ok(Some(Self {
             dir: dir.to_owned(),
-        })
+        }))
     }
 
     /// The cache key of `bytes` for `engine`.

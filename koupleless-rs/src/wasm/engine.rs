@@ -68,7 +68,7 @@ impl WasmEngine {
             .map_err(err)?;
         let cache = match config.cache_dir.as_deref() {
             Some(dir) => {
-                Some(ComponentCache::open(dir).map_err(|why| WasmError::new("(engine)", why))?)
+                ComponentCache::open(dir).map_err(|why| WasmError::new("(engine)", why))?
             }
             None => None,
         };

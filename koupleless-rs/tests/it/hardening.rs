@@ -419,6 +419,21 @@ async fn a_cache_directory_others_could_have_written_is_refused() {
         0,
         "nothing was written through the link"
     );
+    // A directory that cannot be created (here: under a regular file, as under a read-only
+    // home) is no cache at all: the install compiles and succeeds.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let base = start_base(
+        vec![],
+        &format!(
+            "[wasm]\ncache_dir = {:?}",
+            file.join("cache").display().to_string()
+        ),
+    )
+    .await;
+    let http = Http::new();
+    install(&http, &base, "uncached", "1.0.0", &hello_wasm()).await;
+    base.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
