@@ -18,6 +18,8 @@ pub(crate) struct GuestState {
     http: WasiHttpCtx,
     table: ResourceTable,
     limits: MemoryMeter,
+    /// The largest body a host call hands the guest: no more than its memory could hold.
+    max_body: usize,
     capabilities: Option<Arc<Capabilities>>,
     outbound: Outbound,
 }
@@ -55,6 +57,7 @@ impl GuestState {
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            max_body: max_memory_bytes,
             limits: MemoryMeter {
                 cap: StoreLimitsBuilder::new()
                     .memory_size(max_memory_bytes)
@@ -68,6 +71,11 @@ impl GuestState {
     /// The memory cap, as the store's limiter.
     pub(crate) fn limits(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
+    }
+
+    /// The largest body a host call may hand the guest, in bytes.
+    pub(crate) fn max_body(&self) -> usize {
+        self.max_body
     }
 
     /// The size of the instance's largest linear memory, in bytes (memories never shrink).

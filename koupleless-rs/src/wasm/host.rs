@@ -94,10 +94,18 @@ impl Host for GuestState {
         let request = to_http(request).map_err(|e| format!("cannot call `{uri}`: {e}"))?;
         let response = caps.client.call(request).await;
         let (parts, body) = response.into_parts();
-        let body = body
+        // Read no more than the guest could take in: a larger answer is an error, not a
+        // buffer the size of whatever the other module sent.
+        let body = http_body_util::Limited::new(body, self.max_body())
             .collect()
             .await
-            .map_err(|e| format!("the answer of `{uri}` broke off: {e}"))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!("the answer of `{uri}` is larger than this module's memory (wasm.max_memory_mib)")
+                } else {
+                    format!("the answer of `{uri}` broke off: {e}")
+                }
+            })?
             .to_bytes();
         tracing::debug!(parent: &caps.span, module = %caps.module, %uri, status = parts.status.as_u16(), "in-process call");
         Ok(WitResponse {

@@ -356,3 +356,29 @@ async fn a_wildcard_or_a_name_does_not_reach_the_bases_own_network() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_larger_than_the_modules_memory_is_refused_by_the_host() {
+    // The module's memory is capped at 32 MiB; the native module answers 48 MiB.
+    let (base, http) = serving(
+        vec![TestModule::new("ledger", "1.0.0", "/ledger")],
+        WASM_CONFIG,
+        None,
+    )
+    .await;
+    let r = http
+        .get(&app(&base, "/hello/call?path=/ledger/big/48"))
+        .await;
+    assert!(r.text().starts_with("502"), "{}", r.text());
+    assert!(r.text().contains("wasm.max_memory_mib"), "{}", r.text());
+    // A small answer still comes through.
+    let r = http
+        .get(&app(&base, "/hello/call?path=/ledger/big/1"))
+        .await;
+    assert!(
+        r.text().starts_with("200"),
+        "{}",
+        &r.text()[..40.min(r.text().len())]
+    );
+    base.shutdown().await.unwrap();
+}

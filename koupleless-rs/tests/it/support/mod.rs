@@ -211,6 +211,14 @@ impl Module for TestModule {
                 }),
             )
             .route(
+                "/big/{mib}",
+                get(
+                    |axum::extract::Path(mib): axum::extract::Path<usize>| async move {
+                        vec![b'x'; mib << 20]
+                    },
+                ),
+            )
+            .route(
                 "/caller",
                 get(|headers: http::HeaderMap| async move {
                     headers
