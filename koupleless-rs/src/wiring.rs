@@ -95,6 +95,7 @@ pub(crate) async fn spawn(
         installer: Arc::new(base.clone()),
         pod: config.rollout.pod_name(),
         lease_ttl: config.rollout.lease_ttl,
+        failed_here: Default::default(),
     });
     let (coordinator, _) = Actor::spawn_linked(
         None,

@@ -50,6 +50,35 @@ pub(crate) struct Rollout {
     /// This base's name in the records.
     pub(crate) pod: String,
     pub(crate) lease_ttl: Duration,
+    /// Releases that failed here and whose halt could not be recorded.
+    pub(crate) failed_here: FailedHere,
+}
+
+/// Releases that failed on this base while the store refused the halt record: this base
+/// does not try them again, whatever the store says. Bounded: the oldest are forgotten.
+#[derive(Default)]
+pub(crate) struct FailedHere(std::sync::Mutex<std::collections::VecDeque<ModuleKey>>);
+
+impl FailedHere {
+    /// How many releases are remembered.
+    const KEPT: usize = 256;
+
+    fn remember(&self, release: ModuleKey) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !kept.contains(&release) {
+            if kept.len() == Self::KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(release);
+        }
+    }
+
+    fn contains(&self, release: &ModuleKey) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(release)
+    }
 }
 
 impl Rollout {
@@ -61,6 +90,9 @@ impl Rollout {
         let mut chosen = None;
         for artifact in candidates {
             let release = ModuleKey::new(module, artifact.version.clone());
+            if self.failed_here.contains(&release) {
+                continue;
+            }
             match self.coordination.failure(&release).await {
                 Ok(None) => {
                     chosen = Some((release, artifact));
@@ -173,15 +205,16 @@ impl Rollout {
             }
             Err(e) if e.is_release_fault() => {
                 tracing::error!(module, version = %release.version, error = %e.report(), "release failed; halting its rollout on every base");
-                record
-                    .step(
-                        EventKind::Failed,
-                        Some(PodOutcome::Failed),
-                        Some(e.report()),
-                        true,
-                    )
-                    .await;
                 metrics::record_rollout(module, "failed");
+                if !record.halt(&e.report()).await {
+                    // No other base may learn of the failure from the store: this one keeps
+                    // the lease until it expires (no other base starts the release meanwhile)
+                    // and never tries the release again itself.
+                    self.failed_here.remember(release.clone());
+                    metrics::record_rollout(module, "halt_unrecorded");
+                    tracing::error!(module, version = %release.version, "could not record the halt; keeping the rollout lease until it expires (rollout.lease_ttl) and not trying this release here again");
+                    return Attempt::Failed;
+                }
                 Attempt::Failed
             }
             Err(e) => {
@@ -317,6 +350,36 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// Records the release's failure and halts it on every base, trying again for up to a
+    /// third of the lease's TTL; `false` when the store never took it.
+    async fn halt(&self, reason: &str) -> bool {
+        let deadline = Instant::now() + self.rollout.lease_ttl / 3;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self
+                .try_step(
+                    EventKind::Failed,
+                    Some(PodOutcome::Failed),
+                    Some(reason.to_owned()),
+                    true,
+                )
+                .await
+            {
+                Ok(()) => return true,
+                Err(e) if Instant::now() + pause >= deadline => {
+                    tracing::error!(release = %self.release, error = %Chain(&e), "could not record the release's halt");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(release = %self.release, error = %Chain(&e), "recording the release's halt failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Records a step; a failure is logged, not returned: the records are for operators.
     async fn step(
         &self,
         event: EventKind,
@@ -324,6 +387,18 @@ impl Recorder<'_> {
         reason: Option<String>,
         halt: bool,
     ) {
+        if let Err(e) = self.try_step(event, outcome, reason, halt).await {
+            tracing::warn!(release = %self.release, error = %Chain(&e), "could not record a rollout step");
+        }
+    }
+
+    async fn try_step(
+        &self,
+        event: EventKind,
+        outcome: Option<PodOutcome>,
+        reason: Option<String>,
+        halt: bool,
+    ) -> Result<(), CoordinationError> {
         let at_ms = now_ms();
         let pod = &self.rollout.pod;
         let record = outcome.map(|outcome| PodRecord {
@@ -345,13 +420,9 @@ impl Recorder<'_> {
             fence: Some(self.fence),
             detail: reason,
         };
-        if let Err(e) = self
-            .rollout
+        self.rollout
             .coordination
             .record(self.release, event, record, failure)
             .await
-        {
-            tracing::warn!(release = %self.release, error = %Chain(&e), "could not record a rollout step");
-        }
     }
 }

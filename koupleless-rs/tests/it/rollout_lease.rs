@@ -248,3 +248,66 @@ async fn an_unreadable_halt_record_keeps_the_release_halted() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_halt_the_store_refuses_keeps_the_lease_and_is_not_tried_again_here() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(hello_module()).unwrap();
+    release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
+    let config = format!(
+        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n[redis]\nurl = \"{}\"\nkey_prefix = \"refused-halt\"\n[rollout]\nlease_ttl = \"1500ms\"\npod = \"pod-a\"\n[wasm]\ninstances_per_module = 1\nmax_instances = 16",
+        dir.path().display(),
+        redis.url()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    let who = || async { http.get(&app(&base, "/hello/who")).await.text() };
+    eventually(WITHIN, "hello@1.0.0 serving", || async {
+        who().await == "hello@1.0.0"
+    })
+    .await;
+
+    // Redis takes every write but the halt records: the failure of 2.0.0 cannot be
+    // recorded for the other bases.
+    assert_eq!(
+        redis
+            .command("ACL SETUSER default resetkeys %R~* ~*:lease:* ~*:fence ~*:pods ~*:events ~*:index")
+            .as_deref(),
+        Some("+OK")
+    );
+    // A wasm header, then nothing that compiles: the release's own fault.
+    let mut broken = b"\0asm\x0d\0\x01\0".to_vec();
+    broken.extend_from_slice(&[0xff; 64]);
+    release(dir.path(), "hello/2.0.0/module.wasm", &broken, true);
+    eventually(WITHIN, "2.0.0 attempted", || async {
+        record(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| events(&r).contains(&"lease_acquired".to_owned()))
+    })
+    .await;
+    // The lease is kept for its TTL, so no other base starts the release meanwhile.
+    let held = redis.command("PTTL refused-halt:rollout:hello:lease:0");
+    assert!(
+        held.as_deref()
+            .and_then(|t| t.trim_start_matches(':').parse::<i64>().ok())
+            .is_some_and(|ms| ms > 0),
+        "the lease was given back while the halt is unrecorded: {held:?}"
+    );
+    // Three lease lifetimes of listings every 100 ms: the release is not tried here again.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let attempts = events(&record(&http, &base, "2.0.0").await.unwrap())
+        .iter()
+        .filter(|e| *e == "lease_acquired")
+        .count();
+    assert_eq!(attempts, 1, "the release was tried again on this base");
+    assert_eq!(who().await, "hello@1.0.0");
+    let metrics = http.get(&admin(&base, "/metrics")).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("halt_unrecorded") && l.contains("module=\"hello\"")),
+        "no halt_unrecorded in the metrics"
+    );
+    base.shutdown().await.unwrap();
+}
