@@ -2,7 +2,7 @@
 //! shared resources and key-value backend, the router, the native catalog, and the wasm
 //! engine once one is needed.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use axum::Router;
 use figment::Figment;
@@ -28,6 +28,8 @@ pub(crate) struct BaseEnv {
     pub(crate) key_value: Arc<dyn KeyValueBackend>,
     pub(crate) router: SharedRouter,
     pub(crate) catalog: Catalog,
+    /// Where the base listens: a module reaches these only where its allow-list names them.
+    listeners: Vec<SocketAddr>,
     /// One lock per module name: operations on a module run one at a time.
     op_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Created on the first wasm install, so bases without wasm modules reserve nothing.
@@ -44,6 +46,7 @@ impl BaseEnv {
         key_value: Arc<dyn KeyValueBackend>,
         router: SharedRouter,
         catalog: Catalog,
+        listeners: Vec<SocketAddr>,
     ) -> Self {
         Self {
             config,
@@ -53,6 +56,7 @@ impl BaseEnv {
             key_value,
             router,
             catalog,
+            listeners,
             op_locks: Default::default(),
             wasm: Default::default(),
         }
@@ -89,7 +93,7 @@ impl BaseEnv {
     /// The wasm engine, created on first use.
     pub(crate) async fn wasm_engine(&self) -> Result<Arc<WasmEngine>, WasmError> {
         self.wasm
-            .get_or_try_init(|| async { WasmEngine::new(&self.config.wasm) })
+            .get_or_try_init(|| async { WasmEngine::new(&self.config.wasm, &self.listeners) })
             .await
             .cloned()
     }

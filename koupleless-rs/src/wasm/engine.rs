@@ -1,7 +1,7 @@
 //! One wasmtime engine per base: pooling allocator sized from configuration, one epoch
 //! ticker thread, and a linker with the whole WASI 0.2 set granting nothing by default.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
@@ -11,8 +11,9 @@ use wasmtime::{
 use super::{
     WasmError,
     cache::ComponentCache,
-    guest_state::{Capabilities, GuestState, Outbound},
+    guest_state::{Capabilities, GuestState},
     host::bindings::Module as Bindings,
+    outbound::Outbound,
 };
 use koupleless_config::WasmConfig;
 
@@ -25,10 +26,15 @@ pub(crate) struct WasmEngine {
     linker: Linker<GuestState>,
     config: WasmConfig,
     cache: Option<ComponentCache>,
+    /// Where the base listens.
+    listeners: Vec<SocketAddr>,
 }
 
 impl WasmEngine {
-    pub(crate) fn new(config: &WasmConfig) -> Result<Arc<Self>, WasmError> {
+    pub(crate) fn new(
+        config: &WasmConfig,
+        listeners: &[SocketAddr],
+    ) -> Result<Arc<Self>, WasmError> {
         let err = |e: wasmtime::Error| WasmError::new("(engine)", format!("{e:#}"));
         let instances = config.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
@@ -77,7 +83,13 @@ impl WasmEngine {
             linker,
             config: config.clone(),
             cache,
+            listeners: listeners.to_vec(),
         }))
+    }
+
+    /// Where the base listens.
+    pub(crate) fn listeners(&self) -> &[SocketAddr] {
+        &self.listeners
     }
 
     pub(crate) fn linker(&self) -> &Linker<GuestState> {

@@ -2,12 +2,11 @@
 //! its memory cap, the module's capabilities and its outbound-HTTP policy. Data only: the
 //! host functions that use it are in `host.rs`.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use koupleless_module::{KeyValue, ModuleClient, ModuleKey};
+
+use super::outbound::Outbound;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, component::ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -148,130 +147,4 @@ pub(crate) struct Capabilities {
     pub(crate) config: String,
     pub(crate) kv: KeyValue,
     pub(crate) client: ModuleClient,
-}
-
-/// Outbound wasi:http requests: allowed only to the module's `allowed_hosts`, and to the
-/// base's own network (loopback, private and link-local ranges, cloud metadata) only where
-/// an entry names that address and port.
-#[derive(Clone)]
-pub(crate) struct Outbound {
-    pub(crate) module: ModuleKey,
-    allowed: Arc<[String]>,
-}
-
-impl Outbound {
-    pub(crate) fn new(module: &ModuleKey, allowed: &[String]) -> Self {
-        Self {
-            module: module.clone(),
-            allowed: allowed.iter().map(|h| h.to_ascii_lowercase()).collect(),
-        }
-    }
-
-    /// Whether a request to `scheme://host:port` matches an entry: `*`, `host:port`, or
-    /// `host` alone, which allows the scheme's own port (80 for http, 443 for https) and no
-    /// other. Only http and https are sent.
-    pub(crate) fn permits_name(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let default_port = match scheme {
-            "http" => 80,
-            "https" => 443,
-            _ => return false,
-        };
-        let host = host.to_ascii_lowercase();
-        let with_port = format!("{host}:{port}");
-        self.allowed.iter().any(|entry| {
-            entry == "*" || *entry == with_port || (*entry == host && port == default_port)
-        })
-    }
-
-    /// Whether the module may connect to `addr`, one of the addresses its host resolved to:
-    /// any public address; an address of the base's own network only when an entry names
-    /// exactly it and its port (`"127.0.0.1:9000"`, `"[fd00::1]:8080"`).
-    pub(crate) fn permits_address(&self, addr: SocketAddr) -> bool {
-        if !internal(addr.ip()) {
-            return true;
-        }
-        let named = addr.to_string();
-        self.allowed.contains(&named)
-    }
-}
-
-/// Loopback, unspecified, private, shared (CGNAT), link-local (cloud metadata at
-/// 169.254.169.254), multicast and broadcast addresses, in IPv4, IPv6 and IPv4-mapped IPv6.
-fn internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_unspecified()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64)
-                || v4.octets()[0] == 0
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => internal(IpAddr::V4(v4)),
-            None => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || v6.is_unique_local()
-                    || v6.is_unicast_link_local()
-            }
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Outbound;
-
-    fn outbound(entries: &[&str]) -> Outbound {
-        let entries: Vec<String> = entries.iter().map(|e| (*e).to_owned()).collect();
-        Outbound::new(&"m@1.0.0".parse().unwrap(), &entries)
-    }
-
-    #[test]
-    fn a_name_allows_its_schemes_port_and_a_port_only_itself() {
-        let o = outbound(&["api.example.com", "127.0.0.1:9000"]);
-        assert!(o.permits_name("https", "api.example.com", 443));
-        assert!(o.permits_name("http", "API.example.com", 80));
-        assert!(!o.permits_name("https", "api.example.com", 8443));
-        assert!(!o.permits_name("ftp", "api.example.com", 443));
-        assert!(o.permits_name("http", "127.0.0.1", 9000));
-        assert!(!o.permits_name("http", "127.0.0.1", 9001));
-        assert!(!o.permits_name("http", "127.0.0.1", 80));
-        assert!(!o.permits_name("http", "evil.example.com", 80));
-        assert!(!outbound(&[]).permits_name("https", "api.example.com", 443));
-        assert!(outbound(&["*"]).permits_name("http", "anything", 1));
-    }
-
-    #[test]
-    fn the_bases_own_network_needs_its_address_and_port_named() {
-        let any = outbound(&["*", "localhost:9000"]);
-        for internal in [
-            "127.0.0.1:1238",
-            "127.0.0.1:9000",
-            "10.0.0.5:80",
-            "172.16.3.4:443",
-            "192.168.1.1:80",
-            "169.254.169.254:80",
-            "100.64.0.1:80",
-            "0.0.0.0:80",
-            "[::1]:1238",
-            "[fd00::1]:80",
-            "[fe80::1]:80",
-            "[::ffff:127.0.0.1]:80",
-        ] {
-            assert!(
-                !any.permits_address(internal.parse().unwrap()),
-                "{internal}"
-            );
-        }
-        assert!(any.permits_address("93.184.216.34:443".parse().unwrap()));
-        assert!(any.permits_address("[2606:4700::1]:443".parse().unwrap()));
-        let named = outbound(&["127.0.0.1:9000"]);
-        assert!(named.permits_address("127.0.0.1:9000".parse().unwrap()));
-        assert!(!named.permits_address("127.0.0.1:9001".parse().unwrap()));
-    }
 }

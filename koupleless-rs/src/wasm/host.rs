@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
-use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
-use super::guest_state::{GuestState, Outbound};
+use super::guest_state::GuestState;
 
 /// Host bindings generated from `wit/module.wit`.
 #[allow(missing_docs, unreachable_pub)]
@@ -132,71 +131,4 @@ pub(crate) fn headers(map: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
     map.iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect()
-}
-
-impl WasiHttpHooks for Outbound {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-        let host = uri.host().unwrap_or_default().to_owned();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let deny = |module: &koupleless_module::ModuleKey, why: &str, host: &str| {
-            tracing::warn!(
-                module = %module,
-                %host,
-                "outbound request denied: {why}; modules.{}.allowed_hosts decides",
-                module.name
-            );
-        };
-        if !self.permits_name(&scheme, &host, port) {
-            deny(
-                &self.module,
-                "the host is not allowed",
-                &format!("{host}:{port}"),
-            );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        let this = self.clone();
-        Box::new(async move {
-            // Where the name leads, not only what it is called: an allowed name that resolves
-            // into the base's own network (loopback, private ranges, metadata) is refused
-            // unless that address and port are named.
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(addresses) = tokio::net::lookup_host((bare, port)).await {
-                for address in addresses {
-                    if !this.permits_address(address) {
-                        deny(
-                            &this.module,
-                            &format!(
-                                "{host} resolves to {address}, an address of the base's own network; name it with its port to allow it"
-                            ),
-                            &format!("{host}:{port}"),
-                        );
-                        return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-                    }
-                }
-            }
-            Box::into_pin(<[(); 0] as WasiHttpHooks>::send_request(
-                &mut [],
-                request,
-                options,
-                fut,
-            ))
-            .await
-        })
-    }
 }

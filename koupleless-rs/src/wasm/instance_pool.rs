@@ -29,7 +29,7 @@ use wasmtime_wasi_http::{
 
 use super::{
     engine::WasmEngine,
-    guest_state::{Capabilities, GuestState, Outbound},
+    guest_state::{Capabilities, GuestState},
     host::{
         bindings::{
             Module as Bindings, ModulePre, exports::koupleless::module::lifecycle::Status,
@@ -37,6 +37,7 @@ use super::{
         },
         headers,
     },
+    outbound::Outbound,
 };
 use koupleless_config::ModuleConfig;
 use koupleless_module::{Health, Manifest, ModuleKey};
@@ -118,7 +119,7 @@ impl InstancePool {
             ("KOUPLELESS_MODULE_CONFIG".to_owned(), config_json.clone()),
         ];
         Self {
-            outbound: Outbound::new(&manifest.key(), &settings.allowed_hosts),
+            outbound: Outbound::new(&manifest.key(), &settings.allowed_hosts, engine.listeners()),
             reuse: settings.reuse_instances,
             engine,
             pre,

@@ -11,6 +11,7 @@ mod guest_state;
 mod host;
 mod instance_pool;
 mod module;
+mod outbound;
 
 pub(crate) use engine::WasmEngine;
 pub(crate) use module::{ManifestOverrides, WasmModule};
