@@ -171,6 +171,18 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "must be above zero; write e.g. `10s`, or set storage.enabled = false".to_owned(),
         ));
     }
+    if config.admin.metrics_idle_timeout < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "admin.metrics_idle_timeout",
+            "must be at least 1s; write e.g. `1h`".to_owned(),
+        ));
+    }
+    if config.key_value.max_value_kib == 0 || config.key_value.max_module_mib == 0 {
+        return Err(ConfigError::invalid(
+            "key_value.max_value_kib",
+            "key_value.max_value_kib and key_value.max_module_mib must be at least 1".to_owned(),
+        ));
+    }
     if config.rollout.max_parallel == 0 {
         return Err(ConfigError::invalid(
             "rollout.max_parallel",

@@ -31,6 +31,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// How the bases of a cluster take turns installing a release.
     pub rollout: RolloutConfig,
+    /// Limits of the key-value store modules get through their context.
+    pub key_value: KeyValueConfig,
     /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`](crate::ModuleSettings)
     /// for the keys the base reads, the rest belongs to the module.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -120,6 +122,11 @@ pub struct AdminConfig {
     /// Largest component accepted through the admin API (an upload, or a file named by
     /// `installBiz`), in MiB.
     pub max_artifact_mib: u64,
+    /// A metric series not updated for this long leaves `/metrics`: the series of versions
+    /// that left the base do not pile up. The base records its modules' states and its
+    /// readiness again every twelfth of it. Process-wide: the first base started decides.
+    #[serde(with = "humantime_serde")]
+    pub metrics_idle_timeout: Duration,
 }
 
 impl Default for AdminConfig {
@@ -135,6 +142,7 @@ impl Default for AdminConfig {
             allowed_hosts: Vec::new(),
             artifact_dirs: Vec::new(),
             max_artifact_mib: 64,
+            metrics_idle_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -317,6 +325,26 @@ impl Default for ShutdownConfig {
         Self {
             drain_delay: Duration::from_secs(5),
             grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[key_value]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyValueConfig {
+    /// The largest value a module may store, in KiB; keys are at most 1 KiB.
+    pub max_value_kib: usize,
+    /// What one module may keep in the base's in-process store (keys and values), in MiB.
+    /// The Redis store is bounded by Redis's own `maxmemory`.
+    pub max_module_mib: usize,
+}
+
+impl Default for KeyValueConfig {
+    fn default() -> Self {
+        Self {
+            max_value_kib: 1024,
+            max_module_mib: 64,
         }
     }
 }

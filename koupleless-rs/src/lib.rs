@@ -68,6 +68,7 @@ mod error;
 mod handle;
 pub mod health;
 mod install;
+mod kv_limits;
 pub mod metrics;
 mod probes;
 mod redis_kv;

@@ -5,7 +5,7 @@
 //! by default; a base can hand in another backend (`BaseBuilder::key_value`).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, RwLock},
 };
 
@@ -27,43 +27,98 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, KeyValueError>;
 }
 
-/// The in-process backend: values live as long as the base process.
-#[derive(Debug, Default)]
+/// The in-process backend: values live as long as the base process. Each module (the part
+/// of a key before its first `/`) may keep at most a quota of bytes, keys and values counted.
+#[derive(Debug)]
 pub struct InMemoryKeyValue {
-    values: RwLock<BTreeMap<String, Bytes>>,
+    inner: RwLock<Stored>,
+    quota: usize,
+}
+
+#[derive(Debug, Default)]
+struct Stored {
+    values: BTreeMap<String, Bytes>,
+    /// Bytes held per module scope.
+    used: HashMap<String, usize>,
+}
+
+/// The module scope of a stored key: what comes before its first `/`.
+fn scope_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(scope, _)| scope)
+}
+
+impl InMemoryKeyValue {
+    /// The default quota per module: 64 MiB.
+    pub const DEFAULT_QUOTA: usize = 64 << 20;
+
+    /// A store where each module keeps at most `quota` bytes (keys and values).
+    pub fn with_quota(quota: usize) -> Self {
+        Self {
+            inner: RwLock::default(),
+            quota,
+        }
+    }
+
+    /// Bytes held by the module scope `scope` (keys and values).
+    pub fn used_by(&self, scope: &str) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.used.get(scope).copied().unwrap_or(0)
+    }
+}
+
+impl Default for InMemoryKeyValue {
+    fn default() -> Self {
+        Self::with_quota(Self::DEFAULT_QUOTA)
+    }
 }
 
 #[async_trait]
 impl KeyValueBackend for InMemoryKeyValue {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, KeyValueError> {
-        Ok(self
-            .values
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned())
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        Ok(inner.values.get(key).cloned())
     }
 
     async fn set(&self, key: &str, value: Bytes) -> Result<(), KeyValueError> {
-        self.values
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned(), value);
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let scope = scope_of(key);
+        let used = inner.used.get(scope).copied().unwrap_or(0);
+        let before = inner.values.get(key).map_or(0, |v| key.len() + v.len());
+        let after = used - before + key.len() + value.len();
+        if after > self.quota {
+            return Err(KeyValueError::new(
+                "set",
+                key,
+                format!(
+                    "the module's in-process store would hold {after} bytes, more than its {} MiB (key_value.max_module_mib); delete keys or raise the limit",
+                    self.quota >> 20
+                ),
+            ));
+        }
+        inner.used.insert(scope.to_owned(), after);
+        inner.values.insert(key.to_owned(), value);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, KeyValueError> {
-        Ok(self
-            .values
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
-            .is_some())
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let Some(value) = inner.values.remove(key) else {
+            return Ok(false);
+        };
+        let scope = scope_of(key);
+        let left = inner.used.get(scope).copied().unwrap_or(0) - (key.len() + value.len());
+        if left == 0 {
+            inner.used.remove(scope);
+        } else {
+            inner.used.insert(scope.to_owned(), left);
+        }
+        Ok(true)
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, KeyValueError> {
-        let values = self.values.read().unwrap_or_else(|p| p.into_inner());
-        Ok(values
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        Ok(inner
+            .values
             .range(prefix.to_owned()..)
             .map(|(k, _)| k)
             .take_while(|k| k.starts_with(prefix))
@@ -153,5 +208,37 @@ mod tests {
         // A new instance of the module (an upgrade) sees what the old one wrote.
         let upgraded = KeyValue::scoped(backend, "payroll");
         assert_eq!(upgraded.get("run/2024-10").await.unwrap().unwrap(), "done");
+    }
+
+    #[tokio::test]
+    async fn each_module_keeps_at_most_its_quota_and_deleting_gives_it_back() {
+        let store = Arc::new(InMemoryKeyValue::with_quota(1 << 20));
+        let backend: Arc<dyn KeyValueBackend> = store.clone();
+        let hog = KeyValue::scoped(Arc::clone(&backend), "hog");
+        let other = KeyValue::scoped(Arc::clone(&backend), "other");
+        let chunk = vec![7u8; 100 << 10];
+        let mut stored = 0;
+        for i in 0..20 {
+            match hog.set(&format!("k{i}"), chunk.clone()).await {
+                Ok(()) => stored += 1,
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(text.contains("key_value.max_module_mib"), "{text}");
+                    break;
+                }
+            }
+        }
+        assert_eq!(stored, 10, "1 MiB holds ten 100 KiB values and their keys");
+        assert!(store.used_by("hog") <= 1 << 20);
+        // Replacing a value counts its new size only.
+        hog.set("k0", vec![1u8; 10]).await.unwrap();
+        hog.set("k10", chunk.clone()).await.unwrap();
+        // Another module has its own quota.
+        other.set("k", chunk.clone()).await.unwrap();
+        for i in 0..=10 {
+            hog.delete(&format!("k{i}")).await.unwrap();
+        }
+        assert_eq!(store.used_by("hog"), 0);
+        assert_eq!(store.used_by("other"), "other/k".len() + chunk.len());
     }
 }

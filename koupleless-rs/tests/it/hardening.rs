@@ -553,3 +553,62 @@ async fn admin_commands_with_any_body_are_answered_and_break_nothing() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modules_key_value_store_is_bounded_and_its_neighbours_keep_theirs() {
+    let base = start_base(
+        vec![],
+        "[key_value]\nmax_value_kib = 64\nmax_module_mib = 1",
+    )
+    .await;
+    let http = Http::new();
+    install(&http, &base, "filler", "1.0.0", &hello_module()).await;
+    install(&http, &base, "neighbour", "1.0.0", &hello_module()).await;
+    let put = |path: String, body: serde_json::Value| {
+        let http = &http;
+        let url = app(&base, &path);
+        async move { http.send(http::Method::PUT, &url, Some(body)).await }
+    };
+
+    let r = put(
+        "/filler/kv/big".into(),
+        serde_json::json!("x".repeat(65 << 10)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.text().contains("key_value.max_value_kib"), "{}", r.text());
+    let r = put(
+        format!("/filler/kv/{}", "k".repeat(1100)),
+        serde_json::json!(1),
+    )
+    .await;
+    assert!(r.text().contains("keys are at most 1024"), "{}", r.text());
+
+    // 60 KiB values until the module's megabyte is full.
+    let chunk = serde_json::json!("y".repeat(60 << 10));
+    let mut stored = 0;
+    let mut refusal = String::new();
+    for i in 0..40 {
+        let r = put(format!("/filler/kv/k{i}"), chunk.clone()).await;
+        if r.status == StatusCode::NO_CONTENT {
+            stored += 1;
+        } else {
+            refusal = r.text();
+            break;
+        }
+    }
+    assert_eq!(stored, 17, "1 MiB holds 17 values of 60 KiB: {refusal}");
+    assert!(refusal.contains("key_value.max_module_mib"), "{refusal}");
+    // What was stored is still there, the module still serves, and its neighbour has its
+    // own megabyte.
+    let r = http.get(&app(&base, "/filler/kv/k0")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), (60 << 10) + 2);
+    assert_eq!(
+        http.get(&app(&base, "/filler/hello")).await.status,
+        StatusCode::OK
+    );
+    let r = put("/neighbour/kv/k0".into(), chunk.clone()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    base.shutdown().await.unwrap();
+}
