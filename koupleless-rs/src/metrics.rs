@@ -44,9 +44,23 @@ pub const ROLLOUT_ATTEMPTS_TOTAL: &str = "koupleless_rollout_attempts_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How long a series may go without an update before it leaves the exposition
+/// (`admin.metrics_idle_timeout`), set by the first base that installs the recorder.
+static IDLE: OnceLock<Duration> = OnceLock::new();
+
+/// How often the base records again the gauges of what it still has (its modules' states,
+/// its readiness), so they never go idle: a twelfth of the idle timeout.
+pub(crate) fn refresh_interval() -> Duration {
+    IDLE.get()
+        .map_or(Duration::from_secs(300), |idle| *idle / 12)
+}
+
+/// How often recorded samples are folded into the histograms.
+const UPKEEP: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder once; `None` when the application
 /// installed another recorder first (then `/metrics` says so).
-pub(crate) fn install_prometheus() -> Option<&'static PrometheusHandle> {
+pub(crate) fn install_prometheus(idle: Duration) -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let buckets = [
@@ -59,9 +73,29 @@ pub(crate) fn install_prometheus() -> Option<&'static PrometheusHandle> {
                     &buckets,
                 )
                 .ok()?
+                .idle_timeout(metrics_util::MetricKindMask::ALL, Some(idle))
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            let _ = IDLE.set(idle);
+            // Upkeep folds recorded samples into the histograms (without it, an unscraped
+            // base keeps every sample), and idle series are dropped when the exposition is
+            // rendered: also done here, for a base nobody scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("koupleless-metrics".to_owned())
+                .spawn(move || {
+                    let mut last_render = std::time::Instant::now();
+                    loop {
+                        std::thread::sleep(UPKEEP.min(idle / 4));
+                        upkeep.run_upkeep();
+                        if last_render.elapsed() >= idle / 4 {
+                            drop(upkeep.render());
+                            last_render = std::time::Instant::now();
+                        }
+                    }
+                })
+                .ok()?;
             describe();
             Some(handle)
         })

@@ -40,6 +40,8 @@ pub(crate) struct HealthState {
     root: ActorCell,
     publish: watch::Sender<Stamped>,
     last_ready: Option<bool>,
+    /// When the gauges were last recorded again (`metrics::refresh_interval`).
+    refreshed: Instant,
 }
 
 impl Actor for HealthSupervisor {
@@ -59,6 +61,7 @@ impl Actor for HealthSupervisor {
             root: args.root,
             publish: args.publish,
             last_ready: None,
+            refreshed: Instant::now(),
         })
     }
 
@@ -68,6 +71,7 @@ impl Actor for HealthSupervisor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let tick = matches!(message, HealthMsg::Tick);
         if let HealthMsg::Change(change) = message {
             state.readiness.apply(change);
         }
@@ -90,6 +94,15 @@ impl Actor for HealthSupervisor {
             );
             metrics::record_ready(report.ready);
             state.last_ready = Some(report.ready);
+        }
+        // Series not updated within `admin.metrics_idle_timeout` leave the exposition: what is still
+        // here is recorded again before that.
+        if tick && state.refreshed.elapsed() >= metrics::refresh_interval() {
+            state.refreshed = Instant::now();
+            metrics::record_ready(report.ready);
+            for module in state.readiness.modules() {
+                metrics::record_state(&module.key, module.state);
+            }
         }
         state.publish.send_replace(Stamped {
             report,

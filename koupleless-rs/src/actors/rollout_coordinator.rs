@@ -142,10 +142,12 @@ impl Actor for RolloutCoordinator {
 
 impl CoordinatorState {
     fn reachability(&mut self, problem: Option<String>) {
+        let backend = self.args.rollout.coordination.backend();
+        // Recorded at every attempt, so the series stays while rollouts go on.
+        metrics::record_coordination(backend, problem.is_none());
         if self.unreachable == problem {
             return;
         }
-        let backend = self.args.rollout.coordination.backend();
         match &problem {
             Some(why) => tracing::warn!(
                 backend,
@@ -154,7 +156,6 @@ impl CoordinatorState {
             ),
             None => tracing::info!(backend, "rollouts resumed"),
         }
-        metrics::record_coordination(backend, problem.is_none());
         self.args.health.send(HealthChange::Condition {
             condition: Condition::Rollout,
             problem: problem.clone(),

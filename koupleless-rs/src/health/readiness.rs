@@ -88,6 +88,11 @@ impl Readiness {
         }
     }
 
+    /// The versions in the table, as last reported.
+    pub(crate) fn modules(&self) -> &[VersionHealth] {
+        &self.modules
+    }
+
     /// The report, given whether the root supervisor runs and whether the switch file
     /// (`health.traffic_switch_file`, when set) exists.
     pub(crate) fn report(&self, live: bool, switch_file_present: Option<bool>) -> HealthReport {
