@@ -107,7 +107,7 @@ impl BaseBuilder {
         } = LoadedConfig::from_figment(figment)?;
         if self.telemetry {
             crate::telemetry::init(&config.log);
-            crate::metrics::install_prometheus();
+            crate::metrics::install_prometheus(config.admin.metrics_idle_timeout);
         }
         let config = Arc::new(config);
 
@@ -146,8 +146,14 @@ impl BaseBuilder {
                 &config.redis.key_prefix,
                 config.redis.timeout,
             )),
-            (None, None) => Arc::new(InMemoryKeyValue::default()),
+            (None, None) => Arc::new(InMemoryKeyValue::with_quota(
+                config.key_value.max_module_mib << 20,
+            )),
         };
+        let key_value: Arc<dyn KeyValueBackend> = Arc::new(crate::kv_limits::LimitedKeyValue::new(
+            key_value,
+            config.key_value.max_value_kib << 10,
+        ));
         let env = Arc::new(BaseEnv::new(
             Arc::clone(&config),
             figment,
@@ -156,6 +162,11 @@ impl BaseBuilder {
             key_value,
             router.clone(),
             catalog,
+            app_listener
+                .local_addr()
+                .into_iter()
+                .chain(admin_listener.iter().filter_map(|l| l.local_addr().ok()))
+                .collect(),
         ));
         let actors = wiring::spawn(env, coordination, store).await?;
         let handle = BaseHandle::new(actors, config.health.tick_interval);
@@ -296,8 +307,9 @@ impl RunningBase {
         }
     }
 
-    /// Readiness off → `shutdown.drain_delay` → graceful HTTP shutdown → modules stopped in
-    /// reverse install order → admin listener closed, all within `shutdown.grace`.
+    /// Readiness off → `shutdown.drain_delay` → graceful HTTP shutdown → modules out of the
+    /// router, then stopped in reverse install order, sixteen at a time → admin listener
+    /// closed, all within `shutdown.grace`.
     pub async fn shutdown(self) -> Result<(), BaseError> {
         let grace = self.config.shutdown.grace;
         let started = Instant::now();

@@ -369,6 +369,12 @@ impl BaseState {
                 table.deactivate(&key, why);
                 let _ = reply.send(());
             }
+            OpMsg::DeactivateAll(keys, why, reply) => {
+                for key in &keys {
+                    table.deactivate(key, why.clone());
+                }
+                let _ = reply.send(());
+            }
             OpMsg::BeginStop(key, reply) => {
                 let _ = reply.send(table.begin_stop(&key));
             }

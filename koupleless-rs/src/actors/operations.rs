@@ -4,6 +4,7 @@
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use axum::Router;
+use futures_util::StreamExt;
 use koupleless_module::{Health, Module, ModuleKey, Version};
 use koupleless_wire::{ModuleInfo, ModuleState, Strategy};
 use ractor::{Actor, ActorCell, ActorRef, DerivedActorRef, OutputPort, RpcReplyPort};
@@ -40,6 +41,8 @@ pub(crate) enum OpMsg {
     Activate(ModuleKey, String, Reply<Option<ModuleKey>>),
     /// Take this version out of the router.
     Deactivate(ModuleKey, String, RpcReplyPort<()>),
+    /// Take these versions out of the router, in one change of it.
+    DeactivateAll(Vec<ModuleKey>, String, RpcReplyPort<()>),
     /// From now on failures of this version are expected; answers its actor and in-flight set.
     BeginStop(
         ModuleKey,
@@ -54,6 +57,9 @@ pub(crate) enum OpMsg {
     /// Stop answering 503 for a broken module's prefix; answers the broken version.
     Forget(String, RpcReplyPort<Option<ModuleKey>>),
 }
+
+/// How many versions a shutting-down base stops at once.
+const STOPS_AT_ONCE: usize = 16;
 
 /// An operation under way, as a task.
 pub(crate) type OpFuture = Pin<Box<dyn Future<Output = Result<ModuleInfo, BaseError>> + Send>>;
@@ -418,8 +424,17 @@ impl Ops {
         let Ok(keys) = self.ask(OpMsg::AllLive).await else {
             return;
         };
-        for key in keys {
-            self.retire(&key, "base shutting down").await;
-        }
+        // Out of the router at once (one new routing table, not one per module), then
+        // stopped in reverse install order, a few at a time: a base with a thousand modules
+        // stops within the grace period.
+        let why = "base shutting down";
+        let _ = self
+            .ask(|r| OpMsg::DeactivateAll(keys.clone(), why.to_owned(), r))
+            .await;
+        futures_util::stream::iter(keys)
+            .map(|key| async move { self.retire(&key, why).await })
+            .buffered(STOPS_AT_ONCE)
+            .for_each(|()| async {})
+            .await;
     }
 }
