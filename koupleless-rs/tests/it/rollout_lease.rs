@@ -272,7 +272,9 @@ async fn a_halt_the_store_refuses_keeps_the_lease_and_is_not_tried_again_here() 
     // recorded for the other bases.
     assert_eq!(
         redis
-            .command("ACL SETUSER default resetkeys %R~* ~*:lease:* ~*:fence ~*:pods ~*:events ~*:index")
+            .command(
+                "ACL SETUSER default resetkeys %R~* ~*:lease:* ~*:fence ~*:pods ~*:events ~*:index"
+            )
             .as_deref(),
         Some("+OK")
     );
