@@ -71,6 +71,17 @@ pub use module::Module;
 pub use guest::{KeyValue, ModuleClient, ModuleContext};
 #[cfg(not(target_family = "wasm"))]
 pub use native::{
-    InMemoryKeyValue, KeyValue, KeyValueBackend, ModuleClient, ModuleContext, Resources,
-    TaskSpawner, host,
+    Database, InMemoryKeyValue, KeyValue, KeyValueBackend, ModuleClient, ModuleContext,
+    Resources, TaskSpawner, Transaction, host,
 };
+
+/// SQL: the values a module sends and gets back, and its databases
+/// ([`ModuleContext::db`], [`ModuleContext::database`]).
+pub mod sql {
+    pub use koupleless_sql::{Outcome, Row, Rows, SqlError, Value};
+
+    #[cfg(not(target_family = "wasm"))]
+    pub use crate::native::{Database, DatabaseGrants, NoDatabases, Transaction};
+    #[cfg(not(target_family = "wasm"))]
+    pub use koupleless_sql::{Limits, SqlBackend, SqlTransaction, migrate};
+}

@@ -42,6 +42,7 @@ use tower::ServiceExt;
 use crate::{
     Health, InMemoryKeyValue, KeyValueBackend, Module, ModuleContext, ModuleError, Resources,
     host::{ContextBuilder, Tasks, panic_message},
+    sql::{DatabaseGrants, SqlBackend, SqlError},
 };
 
 /// Builds a [`ModuleHarness`].
@@ -51,6 +52,39 @@ pub struct HarnessBuilder {
     figment: Figment,
     resources: Resources,
     key_value: Arc<dyn KeyValueBackend>,
+    databases: Arc<dyn DatabaseGrants>,
+}
+
+/// Databases for tests: each module's own and every named database are SQLite databases in
+/// memory, all granted; the same name gives the same database for the harness's life.
+#[derive(Default)]
+pub struct InMemoryDatabases {
+    open: tokio::sync::Mutex<std::collections::HashMap<(String, Option<String>), Arc<dyn SqlBackend>>>,
+}
+
+#[crate::async_trait]
+impl DatabaseGrants for InMemoryDatabases {
+    async fn open(
+        &self,
+        module: &str,
+        name: Option<&str>,
+    ) -> Result<Arc<dyn SqlBackend>, SqlError> {
+        // Named databases are shared by every module, as the base's are.
+        let key = match name {
+            Some(name) => (String::new(), Some(name.to_owned())),
+            None => (module.to_owned(), None),
+        };
+        let mut open = self.open.lock().await;
+        if let Some(db) = open.get(&key) {
+            return Ok(Arc::clone(db));
+        }
+        let db: Arc<dyn SqlBackend> = Arc::new(
+            koupleless_sql::sqlite::SqliteDatabase::in_memory(koupleless_sql::Limits::default())
+                .await?,
+        );
+        open.insert(key, Arc::clone(&db));
+        Ok(db)
+    }
 }
 
 impl HarnessBuilder {
@@ -71,6 +105,13 @@ impl HarnessBuilder {
     /// do in a base.
     pub fn key_value(mut self, backend: Arc<dyn KeyValueBackend>) -> Self {
         self.key_value = backend;
+        self
+    }
+
+    /// Where the modules' databases come from (default: [`InMemoryDatabases`]). Two
+    /// harnesses given the same `Arc` see the same data, as two versions of a module do.
+    pub fn databases(mut self, grants: Arc<dyn DatabaseGrants>) -> Self {
+        self.databases = grants;
         self
     }
 
@@ -98,6 +139,7 @@ impl HarnessBuilder {
                 .figment(self.figment.clone())
                 .resources(self.resources.clone())
                 .key_value(Arc::clone(&self.key_value))
+                .databases(Arc::clone(&self.databases))
                 .routes(routes.clone())
                 .on_task_failure(|why| tracing::error!("module task failed in test harness: {why}"))
                 .build();
@@ -164,6 +206,7 @@ impl ModuleHarness {
             figment: Figment::new(),
             resources: Resources::default(),
             key_value: Arc::new(InMemoryKeyValue::default()),
+            databases: Arc::new(InMemoryDatabases::default()),
         }
     }
 
@@ -307,5 +350,64 @@ mod tests {
         // Without a shared store, a harness starts from nothing.
         let alone = ModuleHarness::builder(Visits).start().await.unwrap();
         assert_eq!(alone.get("/visits/visit").await.text(), "1");
+    }
+
+    /// Keeps notes in its own database, and reads a granted one.
+    struct Notes;
+
+    #[async_trait::async_trait]
+    impl Module for Notes {
+        fn manifest(&self) -> Manifest {
+            Manifest::parse("notes", "1.0.0", "/notes").expect("valid manifest")
+        }
+
+        async fn start(&self, ctx: &ModuleContext) -> Result<(), crate::ModuleError> {
+            ctx.db()
+                .execute(
+                    "CREATE TABLE IF NOT EXISTS note (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",
+                    &[],
+                )
+                .await
+                .map_err(|e| crate::ModuleError::msg(e.to_string()))?;
+            Ok(())
+        }
+
+        fn router(&self, ctx: &ModuleContext) -> Router {
+            Router::new()
+                .route(
+                    "/add",
+                    get(|State(ctx): State<ModuleContext>| async move {
+                        let mut tx = ctx.db().transaction().await.expect("begin");
+                        tx.execute("INSERT INTO note (text) VALUES (?)", &["hello".into()])
+                            .await
+                            .expect("insert");
+                        tx.commit().await.expect("commit");
+                        let rows = ctx
+                            .db()
+                            .query("SELECT count(*) AS n FROM note", &[])
+                            .await
+                            .expect("count");
+                        rows.first()
+                            .and_then(|r| r.get("n").and_then(crate::sql::Value::as_i64))
+                            .unwrap_or(-1)
+                            .to_string()
+                    }),
+                )
+                .with_state(ctx.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_module_under_test_gets_an_in_memory_database() {
+        let harness = ModuleHarness::builder(Notes).start().await.unwrap();
+        assert_eq!(harness.get("/notes/add").await.text(), "1");
+        assert_eq!(harness.get("/notes/add").await.text(), "2");
+        let other = harness
+            .context()
+            .database("hr")
+            .query("SELECT 1 AS one", &[])
+            .await
+            .unwrap();
+        assert_eq!(other.rows[0][0], crate::sql::Value::Integer(1));
     }
 }

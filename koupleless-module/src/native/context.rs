@@ -7,7 +7,12 @@ use figment::Figment;
 use koupleless_wire::Manifest;
 use serde::de::DeserializeOwned;
 
-use super::{kv::KeyValue, resources::Resources, tasks::TaskSpawner};
+use super::{
+    kv::KeyValue,
+    resources::Resources,
+    sql::{Database, DatabaseGrants},
+    tasks::TaskSpawner,
+};
 use crate::{ModuleClient, ModuleError};
 
 /// The base's side of one running module version. Cheap to clone.
@@ -28,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) key_value: KeyValue,
     pub(crate) client: ModuleClient,
     pub(crate) span: tracing::Span,
+    pub(crate) databases: Arc<dyn DatabaseGrants>,
+    pub(crate) own_database: Database,
 }
 
 impl ModuleContext {
@@ -77,6 +84,22 @@ impl ModuleContext {
     /// This module's key-value store: state that outlives instances, upgrades and restarts.
     pub fn kv(&self) -> &KeyValue {
         &self.inner.key_value
+    }
+
+    /// The module's own database: a SQLite database the base keeps for this module across
+    /// its versions and restarts.
+    pub fn db(&self) -> &Database {
+        &self.inner.own_database
+    }
+
+    /// The base's database `name`, if `[modules.<name>] databases` grants it; otherwise its
+    /// calls answer [`SqlError::NotGranted`](crate::sql::SqlError::NotGranted).
+    pub fn database(&self, name: &str) -> Database {
+        Database::new(
+            &self.inner.manifest.name,
+            Some(name),
+            Arc::clone(&self.inner.databases),
+        )
     }
 
     /// A client that calls other modules' routes in process.

@@ -13,6 +13,7 @@ use super::{
     context::{Inner, ModuleContext},
     kv::{InMemoryKeyValue, KeyValue, KeyValueBackend},
     resources::Resources,
+    sql::{Database, DatabaseGrants, NoDatabases},
     tasks::TaskSpawner,
 };
 use crate::ModuleClient;
@@ -34,6 +35,7 @@ pub struct ContextBuilder {
     figment: Figment,
     resources: Resources,
     key_value: Arc<dyn KeyValueBackend>,
+    databases: Arc<dyn DatabaseGrants>,
     routes: Option<Routes>,
     span: Option<tracing::Span>,
     on_task_failure: Arc<dyn Fn(String) + Send + Sync>,
@@ -49,6 +51,7 @@ impl ContextBuilder {
             figment: Figment::new(),
             resources: Resources::default(),
             key_value: Arc::new(InMemoryKeyValue::default()),
+            databases: Arc::new(NoDatabases),
             routes: None,
             span: None,
             on_task_failure: Arc::new(|why| tracing::error!("a module task failed: {why}")),
@@ -70,6 +73,12 @@ impl ContextBuilder {
     /// Where the module's key-value data lives; the context scopes it to the module's name.
     pub fn key_value(mut self, backend: Arc<dyn KeyValueBackend>) -> Self {
         self.key_value = backend;
+        self
+    }
+
+    /// Where the module's databases come from: its own, and those granted to it.
+    pub fn databases(mut self, grants: Arc<dyn DatabaseGrants>) -> Self {
+        self.databases = grants;
         self
     }
 
@@ -110,6 +119,8 @@ impl ContextBuilder {
             .routes
             .unwrap_or_else(|| Routes::new(tower::service_fn(no_base)));
         let ctx = ModuleContext::from_inner(Inner {
+            own_database: Database::new(&self.manifest.name, None, Arc::clone(&self.databases)),
+            databases: self.databases,
             key_value: KeyValue::scoped(self.key_value, &self.manifest.name),
             client: ModuleClient::new(routes, &self.manifest.key()),
             manifest: self.manifest,

@@ -6,10 +6,12 @@ mod context;
 pub mod host;
 mod kv;
 mod resources;
+mod sql;
 mod tasks;
 
 pub use client::ModuleClient;
 pub use context::ModuleContext;
 pub use kv::{InMemoryKeyValue, KeyValue, KeyValueBackend};
 pub use resources::Resources;
+pub use sql::{Database, DatabaseGrants, NoDatabases, Transaction};
 pub use tasks::TaskSpawner;
