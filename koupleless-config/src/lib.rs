@@ -29,9 +29,9 @@ pub use load::LoadedConfig;
 pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
 pub use redact::redact_url;
 pub use sections::{
-    AdminConfig, Config, ConnectionLimits, HealthConfig, KeyValueConfig, LogConfig, LogFormat,
-    ProbeListeners, RedisConfig, RolloutConfig, ServerConfig, ShutdownConfig, StorageConfig,
-    SupervisorConfig, UpgradeConfig, WasmConfig,
+    AdminConfig, Config, ConnectionLimits, DataConfig, DatabaseConfig, HealthConfig,
+    KeyValueConfig, LogConfig, LogFormat, ProbeListeners, RedisConfig, RolloutConfig, ServerConfig,
+    ShutdownConfig, StorageConfig, SupervisorConfig, UpgradeConfig, WasmConfig,
 };
 
 /// Environment variable naming the configuration file.

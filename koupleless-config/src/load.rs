@@ -76,6 +76,18 @@ impl LoadedConfig {
             .map_err(|e| ConfigError::from_figment(e, ""))?;
         validate(&config)?;
         let modules = ModulesConfig::extract(&figment, config.modules.keys().cloned())?;
+        for name in modules.names() {
+            for database in &modules.get(name).settings().databases {
+                if !config.databases.contains_key(database) {
+                    return Err(ConfigError::invalid(
+                        &format!("modules.{name}.databases"),
+                        format!(
+                            "names database `{database}`, which is not configured; add a [databases.{database}] section with its url, or remove it from the list"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Self {
             config,
             figment,
@@ -176,6 +188,32 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "admin.metrics_idle_timeout",
             "must be at least 1s; write e.g. `1h`".to_owned(),
         ));
+    }
+    if config.data.statement_timeout.is_zero()
+        || config.data.max_result_mib == 0
+        || config.data.module_connections == 0
+    {
+        return Err(ConfigError::invalid(
+            "data.statement_timeout",
+            "data.statement_timeout, data.max_result_mib and data.module_connections must be above zero".to_owned(),
+        ));
+    }
+    for (name, database) in &config.databases {
+        if !(database.url.starts_with("postgres://") || database.url.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid(
+                &format!("databases.{name}.url"),
+                format!(
+                    "`{}` is not a PostgreSQL URL; write postgres://user:password@host:5432/database",
+                    crate::redact_url(&database.url)
+                ),
+            ));
+        }
+        if database.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                &format!("databases.{name}.max_connections"),
+                "must be at least 1".to_owned(),
+            ));
+        }
     }
     if config.key_value.max_value_kib == 0 || config.key_value.max_module_mib == 0 {
         return Err(ConfigError::invalid(

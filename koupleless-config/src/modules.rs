@@ -32,6 +32,8 @@ pub struct ModuleSettings {
     /// module's statics carries over between requests). `false` gives every request a fresh
     /// instance: nothing carries over, at several times the cost per request.
     pub reuse_instances: bool,
+    /// The base's databases (`[databases.<name>]`) this module may use, besides its own.
+    pub databases: Vec<String>,
 }
 
 impl Default for ModuleSettings {
@@ -44,6 +46,7 @@ impl Default for ModuleSettings {
             strategy: None,
             allowed_hosts: Vec::new(),
             reuse_instances: true,
+            databases: Vec::new(),
         }
     }
 }

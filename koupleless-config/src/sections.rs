@@ -33,6 +33,12 @@ pub struct Config {
     pub rollout: RolloutConfig,
     /// Limits of the key-value store modules get through their context.
     pub key_value: KeyValueConfig,
+    /// Where modules' own databases live, and the limits of every statement.
+    pub data: DataConfig,
+    /// The base's databases, `[databases.<name>]`, granted to modules with
+    /// `[modules.<name>] databases = ["<name>"]`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, DatabaseConfig>,
     /// Per-module sections, `[modules.<name>]`; see [`ModuleSettings`](crate::ModuleSettings)
     /// for the keys the base reads, the rest belongs to the module.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -327,6 +333,67 @@ impl Default for ShutdownConfig {
             grace: Duration::from_secs(30),
         }
     }
+}
+
+/// `[data]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Where each module's own SQLite database lives (`<dir>/modules/<module>/own.sqlite`),
+    /// kept across the module's versions and restarts.
+    pub dir: PathBuf,
+    /// Longest a statement may run, waiting for a connection included.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Largest answer a query may return to a module, in MiB (a wasm module's answers are
+    /// also bounded by its memory).
+    pub max_result_mib: usize,
+    /// Connections one module may use at once in each of its databases.
+    pub module_connections: u32,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_data_dir(),
+            statement_timeout: Duration::from_secs(5),
+            max_result_mib: 16,
+            module_connections: 4,
+        }
+    }
+}
+
+/// The user's own data directory (`$XDG_DATA_HOME/koupleless`, else
+/// `$HOME/.local/share/koupleless`), else `koupleless-data` in the working directory.
+fn default_data_dir() -> PathBuf {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_DATA_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local").join("share"))
+        })
+        .map_or_else(
+            || PathBuf::from("koupleless-data"),
+            |d| d.join("koupleless"),
+        )
+}
+
+/// `[databases.<name>]`: a PostgreSQL database the base owns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:5432/db` (put the password in
+    /// `KOUPLELESS_DATABASES__<NAME>__URL` from a Secret, not in the file).
+    pub url: String,
+    /// Connections the base keeps to it at most, shared by every module granted it.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    10
 }
 
 /// `[key_value]`

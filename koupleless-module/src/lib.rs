@@ -71,8 +71,8 @@ pub use module::Module;
 pub use guest::{KeyValue, ModuleClient, ModuleContext};
 #[cfg(not(target_family = "wasm"))]
 pub use native::{
-    Database, InMemoryKeyValue, KeyValue, KeyValueBackend, ModuleClient, ModuleContext,
-    Resources, TaskSpawner, Transaction, host,
+    Database, InMemoryKeyValue, KeyValue, KeyValueBackend, ModuleClient, ModuleContext, Resources,
+    TaskSpawner, Transaction, host,
 };
 
 /// SQL: the values a module sends and gets back, and its databases

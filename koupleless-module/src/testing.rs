@@ -55,11 +55,14 @@ pub struct HarnessBuilder {
     databases: Arc<dyn DatabaseGrants>,
 }
 
+/// A module's own database (`(module, None)`), or a named one (`("", Some(name))`).
+type DatabaseKey = (String, Option<String>);
+
 /// Databases for tests: each module's own and every named database are SQLite databases in
 /// memory, all granted; the same name gives the same database for the harness's life.
 #[derive(Default)]
 pub struct InMemoryDatabases {
-    open: tokio::sync::Mutex<std::collections::HashMap<(String, Option<String>), Arc<dyn SqlBackend>>>,
+    open: tokio::sync::Mutex<std::collections::HashMap<DatabaseKey, Arc<dyn SqlBackend>>>,
 }
 
 #[crate::async_trait]

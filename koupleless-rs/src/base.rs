@@ -154,6 +154,14 @@ impl BaseBuilder {
             key_value,
             config.key_value.max_value_kib << 10,
         ));
+        let databases = Arc::new(crate::data::BaseDatabases::new(&config, &modules).map_err(
+            |e| {
+                BaseError::Config(koupleless_config::ConfigError::invalid(
+                    "databases",
+                    e.to_string(),
+                ))
+            },
+        )?);
         let env = Arc::new(BaseEnv::new(
             Arc::clone(&config),
             figment,
@@ -167,6 +175,7 @@ impl BaseBuilder {
                 .into_iter()
                 .chain(admin_listener.iter().filter_map(|l| l.local_addr().ok()))
                 .collect(),
+            databases,
         ));
         let actors = wiring::spawn(env, coordination, store).await?;
         let handle = BaseHandle::new(actors, config.health.tick_interval);

@@ -30,6 +30,8 @@ pub(crate) struct BaseEnv {
     pub(crate) catalog: Catalog,
     /// Where the base listens: a module reaches these only where its allow-list names them.
     listeners: Vec<SocketAddr>,
+    /// The base's databases and the modules' grants.
+    pub(crate) databases: Arc<crate::data::BaseDatabases>,
     /// One lock per module name: operations on a module run one at a time.
     op_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Created on the first wasm install, so bases without wasm modules reserve nothing.
@@ -47,6 +49,7 @@ impl BaseEnv {
         router: SharedRouter,
         catalog: Catalog,
         listeners: Vec<SocketAddr>,
+        databases: Arc<crate::data::BaseDatabases>,
     ) -> Self {
         Self {
             config,
@@ -57,6 +60,7 @@ impl BaseEnv {
             router,
             catalog,
             listeners,
+            databases,
             op_locks: Default::default(),
             wasm: Default::default(),
         }

@@ -64,6 +64,7 @@ mod base;
 mod base_env;
 mod call;
 mod catalog;
+mod data;
 mod error;
 mod handle;
 pub mod health;
@@ -91,9 +92,10 @@ pub use figment;
 pub use handle::BaseHandle;
 pub use koupleless_config as config;
 pub use koupleless_module::{
-    ClientError, Health, InMemoryKeyValue, KeyValue, KeyValueBackend, KeyValueError, Manifest,
-    ManifestError, Module, ModuleClient, ModuleContext, ModuleError, ModuleKey, RESERVED_PREFIXES,
-    Resources, TaskSpawner, Version, async_trait, axum, module,
+    ClientError, Database, Health, InMemoryKeyValue, KeyValue, KeyValueBackend, KeyValueError,
+    Manifest, ManifestError, Module, ModuleClient, ModuleContext, ModuleError, ModuleKey,
+    RESERVED_PREFIXES, Resources, TaskSpawner, Transaction, Version, async_trait, axum, module,
+    sql,
 };
 pub use koupleless_wire::{
     InstallRequest, ModuleInfo, ModuleState, RouteInfo, RouteStatus, ScanReport, StateChange,

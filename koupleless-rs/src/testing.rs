@@ -48,9 +48,17 @@ enabled = false
 "#;
 
 /// The base's defaults with [`TEST_SETTINGS`] on top, and neither a configuration file nor
-/// `KOUPLELESS_*` variables: a test's base does not depend on the machine it runs on.
-/// Pass it to `Base::builder().figment(..)`, merged with the test's own keys.
+/// `KOUPLELESS_*` variables: a test's base does not depend on the machine it runs on. Its
+/// `data.dir` (the modules' own databases) is a new directory under the system's temporary
+/// directory, so test bases share no data unless a test sets `data.dir` itself. Pass it to
+/// `Base::builder().figment(..)`, merged with the test's own keys.
 pub fn test_figment() -> Figment {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = std::env::temp_dir()
+        .join("koupleless-test-data")
+        .join(format!("{}-{n}", std::process::id()));
     Figment::from(Serialized::defaults(koupleless_config::Config::default()))
         .merge(Toml::string(TEST_SETTINGS))
+        .merge(Serialized::default("data.dir", data))
 }

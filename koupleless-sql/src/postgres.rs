@@ -134,8 +134,8 @@ fn value(row: &PgRow, i: usize) -> Result<Value, SqlError> {
     })
 }
 
-/// Prepares `statement` and binds `params` as the types PostgreSQL inferred for them.
-async fn prepared<'c>(
+/// Prepares `statement`: PostgreSQL answers the types of its parameters and columns.
+async fn prepared(
     conn: &mut PgConnection,
     statement: &str,
 ) -> Result<sqlx::postgres::PgStatement, SqlError> {

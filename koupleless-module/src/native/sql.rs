@@ -13,11 +13,8 @@ use tokio::sync::OnceCell;
 pub trait DatabaseGrants: Send + Sync + 'static {
     /// Database `name` of `module` (`None`: the module's own), or
     /// [`SqlError::NotGranted`].
-    async fn open(
-        &self,
-        module: &str,
-        name: Option<&str>,
-    ) -> Result<Arc<dyn SqlBackend>, SqlError>;
+    async fn open(&self, module: &str, name: Option<&str>)
+    -> Result<Arc<dyn SqlBackend>, SqlError>;
 }
 
 impl std::fmt::Debug for dyn DatabaseGrants {
@@ -131,7 +128,9 @@ impl Transaction {
     pub async fn commit(mut self) -> Result<(), SqlError> {
         match self.inner.take() {
             Some(tx) => tx.commit().await,
-            None => Err(SqlError::Closed("it was committed or rolled back".to_owned())),
+            None => Err(SqlError::Closed(
+                "it was committed or rolled back".to_owned(),
+            )),
         }
     }
 
@@ -139,7 +138,9 @@ impl Transaction {
     pub async fn rollback(mut self) -> Result<(), SqlError> {
         match self.inner.take() {
             Some(tx) => tx.rollback().await,
-            None => Err(SqlError::Closed("it was committed or rolled back".to_owned())),
+            None => Err(SqlError::Closed(
+                "it was committed or rolled back".to_owned(),
+            )),
         }
     }
 }

@@ -61,6 +61,7 @@ impl ModuleArgs {
             .figment(env.figment.clone())
             .resources(env.resources.clone())
             .key_value(Arc::clone(&env.key_value))
+            .databases(Arc::clone(&env.databases) as _)
             .routes(env.router.clone());
         Self {
             module,

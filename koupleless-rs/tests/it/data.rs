@@ -1,0 +1,196 @@
+//! Databases the base owns and grants: a module's own SQLite database outlives its versions,
+//! a granted PostgreSQL database is reached through the base's pool (a real server the test
+//! starts and stops), and a database that was not granted answers an error the module can
+//! handle.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use koupleless::{Manifest, Module, ModuleContext, ModuleError, Version, sql::Value};
+use koupleless_sql::testing::PostgresServer;
+use serde_json::json;
+
+use crate::support::*;
+
+/// Keeps entries in its own database; reads and writes any database it names.
+struct Ledger {
+    version: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Module for Ledger {
+    fn manifest(&self) -> Manifest {
+        Manifest::new("ledger", Version::parse(self.version).unwrap(), "/ledger")
+    }
+
+    async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
+        ctx.db()
+            .execute(
+                "CREATE TABLE IF NOT EXISTS entry (id INTEGER PRIMARY KEY, version TEXT NOT NULL)",
+                &[],
+            )
+            .await
+            .map_err(ModuleError::msg)?;
+        Ok(())
+    }
+
+    fn router(&self, ctx: &ModuleContext) -> Router {
+        let version = self.version;
+        Router::new()
+            .route(
+                "/entries",
+                post(move |State(ctx): State<ModuleContext>| async move {
+                    ctx.db()
+                        .execute("INSERT INTO entry (version) VALUES (?)", &[version.into()])
+                        .await
+                        .map(|o| o.rows_affected.to_string())
+                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+                })
+                .get(|State(ctx): State<ModuleContext>| async move {
+                    let rows = ctx
+                        .db()
+                        .query("SELECT count(*) AS n FROM entry", &[])
+                        .await
+                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                    Ok::<_, (StatusCode, String)>(
+                        rows.first()
+                            .and_then(|r| r.get("n").and_then(Value::as_i64))
+                            .unwrap_or(-1)
+                            .to_string(),
+                    )
+                }),
+            )
+            .route(
+                "/in/{database}",
+                get(
+                    |State(ctx): State<ModuleContext>, Path(database): Path<String>| async move {
+                        let db = ctx.database(&database);
+                        let counted = async {
+                            db.execute(
+                                "CREATE TABLE IF NOT EXISTS visit (id BIGSERIAL PRIMARY KEY)",
+                                &[],
+                            )
+                            .await?;
+                            db.execute("INSERT INTO visit DEFAULT VALUES", &[]).await?;
+                            db.query("SELECT count(*) AS n FROM visit", &[]).await
+                        };
+                        match counted.await {
+                            Ok(rows) => (
+                                StatusCode::OK,
+                                rows.first()
+                                    .and_then(|r| r.get("n").and_then(Value::as_i64))
+                                    .unwrap_or(-1)
+                                    .to_string(),
+                            ),
+                            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                        }
+                    },
+                ),
+            )
+            .with_state(ctx.clone())
+    }
+}
+
+async fn start(extra: &str) -> koupleless::RunningBase {
+    koupleless::Base::builder()
+        .figment(figment(extra))
+        .module(Ledger { version: "1.0.0" })
+        .module(Ledger { version: "2.0.0" })
+        .start()
+        .await
+        .expect("base starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modules_own_database_outlives_its_versions() {
+    let base = start("[modules.ledger]\nversion = \"1.0.0\"").await;
+    let http = Http::new();
+    for _ in 0..3 {
+        let r = http
+            .send(http::Method::POST, &app(&base, "/ledger/entries"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let up = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "ledger", "bizVersion": "2.0.0"}),
+    )
+    .await;
+    assert_eq!(up["code"], "SUCCESS", "{up}");
+    // The new version sees what the old one wrote, and adds to it.
+    assert_eq!(http.get(&app(&base, "/ledger/entries")).await.text(), "3");
+    http.send(http::Method::POST, &app(&base, "/ledger/entries"), None)
+        .await;
+    assert_eq!(http.get(&app(&base, "/ledger/entries")).await.text(), "4");
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_postgres_database_is_reached_and_others_are_not() {
+    let mut server = PostgresServer::start();
+    let base = start(&format!(
+        "[databases.hr]\nurl = \"{}\"\nmax_connections = 4\n[databases.finance]\nurl = \"{}\"\n[modules.ledger]\ndatabases = [\"hr\"]\n[data]\nstatement_timeout = \"1s\"",
+        server.url(),
+        server.url()
+    ))
+    .await;
+    let http = Http::new();
+    assert_eq!(http.get(&app(&base, "/ledger/in/hr")).await.text(), "1");
+    assert_eq!(http.get(&app(&base, "/ledger/in/hr")).await.text(), "2");
+    // Configured in the base but not granted to this module, or not configured at all.
+    for other in ["finance", "nowhere"] {
+        let r = http.get(&app(&base, &format!("/ledger/in/{other}"))).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            r.text()
+                .contains(&format!("database `{other}` is not granted")),
+            "{}",
+            r.text()
+        );
+    }
+
+    // The server goes away: the module's calls fail as values, the module keeps serving
+    // what does not need it, and all works again when the server is back.
+    server.stop();
+    let r = http.get(&app(&base, "/ledger/in/hr")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(
+        http.send(http::Method::POST, &app(&base, "/ledger/entries"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let info = biz(&http, &base, "ledger", "2.0.0").await;
+    assert!(
+        info.as_ref().is_some_and(|i| i["bizState"] == "activated"),
+        "{info:?}"
+    );
+    server.start_again();
+    eventually(Duration::from_secs(20), "hr answers again", || async {
+        http.get(&app(&base, "/ledger/in/hr")).await.text() == "3"
+    })
+    .await;
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_grant_of_a_database_that_is_not_configured_is_a_configuration_error() {
+    let error = koupleless::Base::builder()
+        .figment(figment("[modules.ledger]\ndatabases = [\"hr\"]"))
+        .module(Ledger { version: "1.0.0" })
+        .start()
+        .await
+        .expect_err("the base refuses the grant");
+    let text = error.to_string();
+    assert!(
+        text.contains("modules.ledger.databases") && text.contains("[databases.hr]"),
+        "{text}"
+    );
+}
