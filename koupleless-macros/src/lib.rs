@@ -204,3 +204,71 @@ fn json_string(text: &str) -> String {
     out.push('"');
     out
 }
+
+/// The schema migrations in a directory of the calling crate (`migrations` by default),
+/// embedded at compile time, for [`Module::migrations`]:
+///
+/// ```ignore
+/// fn migrations(&self) -> Vec<koupleless_module::sql::Migration> {
+///     koupleless_module::migrations!()
+/// }
+/// ```
+///
+/// Each file is `<number>_<name>.sql` (`1_create_entry.sql`, `2_add_currency.sql`); another
+/// `.sql` name is a compile error. Other files are left out.
+#[proc_macro]
+pub fn migrations(input: TokenStream) -> TokenStream {
+    let dir = if input.is_empty() {
+        "migrations".to_owned()
+    } else {
+        match syn::parse::<LitStr>(input) {
+            Ok(dir) => dir.value(),
+            Err(e) => return e.to_compile_error().into(),
+        }
+    };
+    match embed_migrations(&dir) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn embed_migrations(dir: &str) -> Result<proc_macro2::TokenStream, Error> {
+    let krate = api_crate()?;
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let path = root.join(dir);
+    let entries = std::fs::read_dir(&path).map_err(|e| {
+        Error::new(
+            Span::call_site(),
+            format!(
+                "cannot read the migrations directory `{}`: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    let mut files: Vec<(i64, String, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".sql") else {
+            continue;
+        };
+        let number = stem.split_once('_').map_or(stem, |(n, _)| n);
+        let Ok(number) = number.parse::<i64>() else {
+            return Err(Error::new(
+                Span::call_site(),
+                format!(
+                    "migration `{name}` does not start with its number: name it `<number>_<name>.sql`"
+                ),
+            ));
+        };
+        let full = entry.path().to_string_lossy().into_owned();
+        files.push((number, name, full));
+    }
+    files.sort();
+    let items = files.iter().map(|(_, name, full)| {
+        quote! {
+            #krate::sql::Migration::from_file(#name, include_str!(#full))
+                .expect("a migration file name with its number")
+        }
+    });
+    Ok(quote! { ::std::vec![#(#items),*] })
+}

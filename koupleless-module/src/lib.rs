@@ -62,7 +62,7 @@ pub use async_trait::async_trait;
 pub use axum;
 pub use client::ClientError;
 pub use error::ModuleError;
-pub use koupleless_macros::module;
+pub use koupleless_macros::{migrations, module};
 pub use koupleless_wire::{Health, Manifest, ManifestError, ModuleKey, RESERVED_PREFIXES, Version};
 pub use kv::KeyValueError;
 pub use module::Module;
@@ -78,7 +78,7 @@ pub use native::{
 /// SQL: the values a module sends and gets back, and its databases
 /// ([`ModuleContext::db`], [`ModuleContext::database`]).
 pub mod sql {
-    pub use koupleless_sql::{Outcome, Row, Rows, SqlError, Value};
+    pub use koupleless_sql::{Migration, Outcome, Row, Rows, SqlError, Value};
 
     #[cfg(not(target_family = "wasm"))]
     pub use crate::native::{Database, DatabaseGrants, NoDatabases, Transaction};

@@ -25,6 +25,15 @@ pub trait Module: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The schema migrations of the module's own database, applied by the base before
+    /// [`start`](Module::start) each time a version starts: the pending ones in increasing
+    /// order, in one transaction, recorded per module. A failing migration fails the start
+    /// (the install), applies nothing, and the version before keeps serving. Usually
+    /// `koupleless_module::migrations!()`, which embeds the `migrations/` directory.
+    fn migrations(&self) -> Vec<crate::sql::Migration> {
+        Vec::new()
+    }
+
     /// The routes of this module, relative to its prefix.
     fn router(&self, ctx: &ModuleContext) -> Router;
 

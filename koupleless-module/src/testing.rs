@@ -146,6 +146,12 @@ impl HarnessBuilder {
                 .routes(routes.clone())
                 .on_task_failure(|why| tracing::error!("module task failed in test harness: {why}"))
                 .build();
+            // As the base does: the module's migrations, then its start.
+            let migrations = module.migrations();
+            ctx.db()
+                .migrate(&migrations)
+                .await
+                .map_err(ModuleError::msg)?;
             module.start(&ctx).await?;
             router = router.nest_service(&manifest.prefix, module.router(&ctx));
             started.push(Started { module, ctx, tasks });

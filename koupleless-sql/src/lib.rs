@@ -18,8 +18,10 @@
 //! | `postgres` | no | [`postgres::PostgresDatabase`]: a PostgreSQL pool |
 //! | `testing` | no | [`testing::PostgresServer`]: a real PostgreSQL server for tests |
 
+mod migration;
 mod value;
 
+pub use migration::Migration;
 pub use value::{Outcome, Row, Rows, SqlError, Value};
 
 #[cfg(not(target_family = "wasm"))]

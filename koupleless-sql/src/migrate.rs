@@ -4,37 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{SqlBackend, SqlError, Value};
-
-/// One migration: its number, its name and its SQL (one or more statements).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Migration {
-    /// Its number; migrations are applied in increasing order.
-    pub version: i64,
-    /// Its name, from its file name (`2_add_email.sql` → `add_email`).
-    pub name: String,
-    /// The statements.
-    pub sql: String,
-}
-
-impl Migration {
-    /// A migration from a file name of the form `<number>_<name>.sql` and its text; `None`
-    /// when the name has no leading number.
-    pub fn from_file(file_name: &str, sql: &str) -> Option<Self> {
-        let stem = file_name.strip_suffix(".sql")?;
-        let (number, name) = stem.split_once('_').unwrap_or((stem, ""));
-        Some(Self {
-            version: number.parse().ok()?,
-            name: name.to_owned(),
-            sql: sql.to_owned(),
-        })
-    }
-
-    fn checksum(&self) -> String {
-        let digest = Sha256::digest(self.sql.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
+use crate::{Migration, SqlBackend, SqlError, Value};
 
 /// Why a module's migrations were not applied. Nothing of them was: the transaction rolled
 /// back.
@@ -80,6 +50,11 @@ pub enum MigrationError {
         /// What the database said.
         source: SqlError,
     },
+}
+
+fn checksum(migration: &Migration) -> String {
+    let digest = Sha256::digest(migration.sql.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const RECORD_TABLE: &str = "CREATE TABLE IF NOT EXISTS koupleless_migrations (
@@ -137,7 +112,7 @@ pub async fn apply(
     let mut done = Vec::new();
     for migration in sorted {
         match applied.iter().find(|(v, _)| *v == migration.version) {
-            Some((_, checksum)) if *checksum == migration.checksum() => continue,
+            Some((_, recorded)) if *recorded == checksum(migration) => continue,
             Some(_) => {
                 return Err(MigrationError::Changed {
                     module: module.to_owned(),
@@ -160,7 +135,7 @@ pub async fn apply(
                 module.into(),
                 Value::Integer(migration.version),
                 migration.name.as_str().into(),
-                migration.checksum().into(),
+                checksum(migration).into(),
             ],
         )
         .await

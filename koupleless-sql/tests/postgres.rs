@@ -100,7 +100,7 @@ async fn values_errors_transactions_and_outages() {
         Value::Integer(1)
     );
     // Migrations: applied once, in a transaction.
-    let v1 = [migrate::Migration::from_file(
+    let v1 = [koupleless_sql::Migration::from_file(
         "1_shift.sql",
         "CREATE TABLE shift (id INT8); CREATE INDEX shift_id ON shift (id);",
     )

@@ -80,6 +80,24 @@ impl Database {
         self.backend().await?.execute(statement, params).await
     }
 
+    /// Applies the pending `migrations` of this module, in one transaction; answers the
+    /// numbers applied now. The base does this before a version starts.
+    pub async fn migrate(
+        &self,
+        migrations: &[koupleless_sql::Migration],
+    ) -> Result<Vec<i64>, koupleless_sql::migrate::MigrationError> {
+        if migrations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = self.backend().await.map_err(|source| {
+            koupleless_sql::migrate::MigrationError::Record {
+                module: self.inner.module.clone(),
+                source,
+            }
+        })?;
+        koupleless_sql::migrate::apply(backend.as_ref(), &self.inner.module, migrations).await
+    }
+
     /// Opens a transaction. It rolls back unless [`Transaction::commit`] is called, also
     /// when it is dropped.
     pub async fn transaction(&self) -> Result<Transaction, SqlError> {

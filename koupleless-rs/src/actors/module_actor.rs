@@ -120,9 +120,22 @@ impl Actor for ModuleActor {
             })
             .build();
         let span = ctx.span().clone();
-        let started =
-            tokio::time::timeout(args.start_timeout, args.module.start(&ctx).instrument(span))
-                .await;
+        let migrations = args.module.migrations();
+        let module = Arc::clone(&args.module);
+        let start = async {
+            if !migrations.is_empty() {
+                let applied = ctx.db().migrate(&migrations).await.map_err(|e| {
+                    koupleless_module::ModuleError::msg(format!(
+                        "{e}; the version before keeps serving"
+                    ))
+                })?;
+                if !applied.is_empty() {
+                    tracing::info!(?applied, "schema migrations applied");
+                }
+            }
+            module.start(&ctx).await
+        };
+        let started = tokio::time::timeout(args.start_timeout, start.instrument(span)).await;
         match started {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

@@ -11,7 +11,10 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use koupleless::{Manifest, Module, ModuleContext, ModuleError, Version, sql::Value};
+use koupleless::{
+    Manifest, Module, ModuleContext, ModuleError, Version,
+    sql::{Migration, Value},
+};
 use koupleless_sql::testing::PostgresServer;
 use serde_json::json;
 
@@ -20,12 +23,26 @@ use crate::support::*;
 /// Keeps entries in its own database; reads and writes any database it names.
 struct Ledger {
     version: &'static str,
+    migrations: Vec<Migration>,
+}
+
+impl Ledger {
+    fn new(version: &'static str) -> Self {
+        Self {
+            version,
+            migrations: Vec::new(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Module for Ledger {
     fn manifest(&self) -> Manifest {
         Manifest::new("ledger", Version::parse(self.version).unwrap(), "/ledger")
+    }
+
+    fn migrations(&self) -> Vec<Migration> {
+        self.migrations.clone()
     }
 
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
@@ -66,6 +83,16 @@ impl Module for Ledger {
                 }),
             )
             .route(
+                "/columns",
+                get(|State(ctx): State<ModuleContext>| async move {
+                    ctx.db()
+                        .query("SELECT * FROM entry LIMIT 0", &[])
+                        .await
+                        .map(|rows| rows.columns.join(","))
+                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+                }),
+            )
+            .route(
                 "/in/{database}",
                 get(
                     |State(ctx): State<ModuleContext>, Path(database): Path<String>| async move {
@@ -99,8 +126,8 @@ impl Module for Ledger {
 async fn start(extra: &str) -> koupleless::RunningBase {
     koupleless::Base::builder()
         .figment(figment(extra))
-        .module(Ledger { version: "1.0.0" })
-        .module(Ledger { version: "2.0.0" })
+        .module(Ledger::new("1.0.0"))
+        .module(Ledger::new("2.0.0"))
         .start()
         .await
         .expect("base starts")
@@ -184,7 +211,7 @@ async fn a_granted_postgres_database_is_reached_and_others_are_not() {
 async fn a_grant_of_a_database_that_is_not_configured_is_a_configuration_error() {
     let error = koupleless::Base::builder()
         .figment(figment("[modules.ledger]\ndatabases = [\"hr\"]"))
-        .module(Ledger { version: "1.0.0" })
+        .module(Ledger::new("1.0.0"))
         .start()
         .await
         .expect_err("the base refuses the grant");
@@ -193,4 +220,70 @@ async fn a_grant_of_a_database_that_is_not_configured_is_a_configuration_error()
         text.contains("modules.ledger.databases") && text.contains("[databases.hr]"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_before_start_and_a_failing_one_leaves_the_old_version_and_schema() {
+    let released: Vec<Migration> =
+        koupleless_module::migrations!("tests/it/fixtures/ledger-migrations");
+    assert_eq!(released.len(), 2, "the .sql files, not the README");
+    let mut broken = released.clone();
+    broken.push(
+        Migration::from_file(
+            "3_add_amount.sql",
+            "ALTER TABLE entry ADD COLUMN amount REAL; ALTER TABLE nowhere ADD COLUMN x TEXT;",
+        )
+        .unwrap(),
+    );
+    let base = koupleless::Base::builder()
+        .figment(figment("[modules.ledger]\nversion = \"1.0.0\""))
+        .module(Ledger {
+            version: "1.0.0",
+            migrations: released,
+        })
+        .module(Ledger {
+            version: "2.0.0",
+            migrations: broken,
+        })
+        .start()
+        .await
+        .expect("base starts");
+    let http = Http::new();
+    assert_eq!(
+        http.get(&app(&base, "/ledger/columns")).await.text(),
+        "id,version,note"
+    );
+    assert_eq!(
+        http.send(http::Method::POST, &app(&base, "/ledger/entries"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let up = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "ledger", "bizVersion": "2.0.0"}),
+    )
+    .await;
+    assert_ne!(up["code"], "SUCCESS", "{up}");
+    assert!(
+        up.to_string().contains("migration 3 (add_amount)"),
+        "the error names the migration: {up}"
+    );
+    // The old version serves, over the schema as it was: migration 3's first statement was
+    // rolled back with the rest.
+    assert_eq!(
+        http.get(&app(&base, "/ledger/columns")).await.text(),
+        "id,version,note"
+    );
+    assert_eq!(http.get(&app(&base, "/ledger/entries")).await.text(), "1");
+    assert_eq!(
+        biz(&http, &base, "ledger", "1.0.0")
+            .await
+            .map(|b| b["bizState"].clone()),
+        Some(json!("activated"))
+    );
+    base.shutdown().await.unwrap();
 }
