@@ -317,8 +317,8 @@ impl RunningBase {
     }
 
     /// Readiness off → `shutdown.drain_delay` → graceful HTTP shutdown → modules out of the
-    /// router, then stopped in reverse install order, sixteen at a time → admin listener
-    /// closed, all within `shutdown.grace`.
+    /// router, then stopped in reverse install order → admin listener closed, all within
+    /// `shutdown.grace`.
     pub async fn shutdown(self) -> Result<(), BaseError> {
         let grace = self.config.shutdown.grace;
         let started = Instant::now();

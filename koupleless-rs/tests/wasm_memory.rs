@@ -225,7 +225,7 @@ async fn a_base_holds_a_thousand_idle_modules_with_default_settings() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let artifact = hello_wasm();
     let before = rss();
-    // The defaults (with the tests' shutdown.grace of 10 s, a third of the default): the
+    // The defaults, and the tests' shutdown.grace (10 s, a third of the default): the
     // shutdown that ends the test stops a thousand modules within it.
     let base = start_base(vec![], "").await;
     let http = Http::new();

@@ -46,6 +46,9 @@ pub(crate) struct ModuleActorState {
     check_timeout: Duration,
     stop_timeout: Duration,
     ticker: Option<JoinHandle<()>>,
+    /// The health the base last heard of: a check that finds the same sends nothing, so a
+    /// base with a thousand modules does not handle ten thousand reports a second.
+    reported: Option<Health>,
 }
 
 impl ModuleArgs {
@@ -162,6 +165,7 @@ impl Actor for ModuleActor {
             check_timeout: args.check_timeout,
             stop_timeout: args.stop_timeout,
             ticker: None,
+            reported: None,
         })
     }
 
@@ -186,12 +190,15 @@ impl Actor for ModuleActor {
             }
             ModuleMsg::CheckHealth(reply) => match check(state).await {
                 Ok(health) => {
+                    state.reported = Some(health.clone());
                     let _ = reply.send(health);
                 }
                 Err(why) => return fail(state, why).await,
             },
             ModuleMsg::HealthTick => match check(state).await {
+                Ok(health) if state.reported.as_ref() == Some(&health) => {}
                 Ok(health) => {
+                    state.reported = Some(health.clone());
                     let _ = state.report.send_message(HealthTick {
                         actor: myself.get_id(),
                         health,

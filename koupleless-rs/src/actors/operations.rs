@@ -4,7 +4,6 @@
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use axum::Router;
-use futures_util::StreamExt;
 use koupleless_module::{Health, Module, ModuleKey, Version};
 use koupleless_wire::{ModuleInfo, ModuleState, Strategy};
 use ractor::{Actor, ActorCell, ActorRef, DerivedActorRef, OutputPort, RpcReplyPort};
@@ -57,9 +56,6 @@ pub(crate) enum OpMsg {
     /// Stop answering 503 for a broken module's prefix; answers the broken version.
     Forget(String, RpcReplyPort<Option<ModuleKey>>),
 }
-
-/// How many versions a shutting-down base stops at once.
-const STOPS_AT_ONCE: usize = 16;
 
 /// An operation under way, as a task.
 pub(crate) type OpFuture = Pin<Box<dyn Future<Output = Result<ModuleInfo, BaseError>> + Send>>;
@@ -425,16 +421,14 @@ impl Ops {
             return;
         };
         // Out of the router at once (one new routing table, not one per module), then
-        // stopped in reverse install order, a few at a time: a base with a thousand modules
-        // stops within the grace period.
+        // stopped one by one in reverse install order: a module's `stop` may still use the
+        // modules installed before it.
         let why = "base shutting down";
         let _ = self
             .ask(|r| OpMsg::DeactivateAll(keys.clone(), why.to_owned(), r))
             .await;
-        futures_util::stream::iter(keys)
-            .map(|key| async move { self.retire(&key, why).await })
-            .buffered(STOPS_AT_ONCE)
-            .for_each(|()| async {})
-            .await;
+        for key in keys {
+            self.retire(&key, why).await;
+        }
     }
 }
