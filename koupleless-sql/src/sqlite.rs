@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::{
     AssertSqlSafe, Column as _, Executor as _, Row as _, SqlSafeStr, Sqlite, SqliteConnection,
@@ -16,8 +15,8 @@ use sqlx::{
 };
 
 use crate::{
-    Limits, Outcome, Rows, SqlBackend, SqlError, SqlTransaction, Value,
-    sqlx_support::{Budget, error, timed},
+    Limits, Outcome, Rows, SqlError, Value,
+    sqlx_support::{Budget, error},
 };
 
 /// A SQLite database and its connections.
@@ -164,83 +163,14 @@ async fn execute_on(
     })
 }
 
-#[async_trait]
-impl SqlBackend for SqliteDatabase {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
-        timed(&self.limits, async {
-            let mut conn = self.pool.acquire().await.map_err(error)?;
-            query_on(&mut conn, statement, params, &self.limits).await
-        })
-        .await
-    }
-
-    async fn execute(&self, statement: &str, params: &[Value]) -> Result<Outcome, SqlError> {
-        timed(&self.limits, async {
-            let mut conn = self.pool.acquire().await.map_err(error)?;
-            execute_on(&mut conn, statement, params).await
-        })
-        .await
-    }
-
-    async fn begin(&self) -> Result<Box<dyn SqlTransaction>, SqlError> {
-        let tx = timed(&self.limits, async {
-            self.pool.begin().await.map_err(error)
-        })
-        .await?;
-        Ok(Box::new(SqliteTransaction {
-            tx,
-            limits: self.limits,
-        }))
-    }
-}
-
-struct SqliteTransaction {
-    tx: sqlx::Transaction<'static, Sqlite>,
-    limits: Limits,
-}
-
-#[async_trait]
-impl SqlTransaction for SqliteTransaction {
-    async fn query(&mut self, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
-        let limits = self.limits;
-        timed(&limits, query_on(&mut self.tx, statement, params, &limits)).await
-    }
-
-    async fn execute(&mut self, statement: &str, params: &[Value]) -> Result<Outcome, SqlError> {
-        let limits = self.limits;
-        timed(&limits, execute_on(&mut self.tx, statement, params)).await
-    }
-
-    async fn execute_script(&mut self, script: &str) -> Result<(), SqlError> {
-        let limits = self.limits;
-        timed(&limits, async {
-            sqlx::raw_sql(sql(script))
-                .execute(&mut *self.tx)
-                .await
-                .map(drop)
-                .map_err(error)
-        })
-        .await
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), SqlError> {
-        self.tx.commit().await.map_err(error)
-    }
-
-    async fn rollback(self: Box<Self>) -> Result<(), SqlError> {
-        self.tx.rollback().await.map_err(error)
-    }
-}
+crate::sqlx_support::sqlx_backend!(SqliteDatabase, SqliteTransaction, Sqlite, "sqlite");
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::SqlBackend;
 
     async fn db() -> SqliteDatabase {
         SqliteDatabase::in_memory(Limits {

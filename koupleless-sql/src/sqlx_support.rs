@@ -83,3 +83,97 @@ impl Budget {
         Ok(())
     }
 }
+
+/// The [`SqlBackend`](crate::SqlBackend) and [`SqlTransaction`](crate::SqlTransaction) of a
+/// sqlx backend: `$database` (with `pool` and `limits`) and its transaction `$transaction`,
+/// over the module's own `query_on`, `execute_on` and `sql`, all within the statement
+/// timeout.
+macro_rules! sqlx_backend {
+    ($database:ident, $transaction:ident, $db:ty, $kind:literal) => {
+        #[async_trait::async_trait]
+        impl crate::SqlBackend for $database {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+                crate::sqlx_support::timed(&self.limits, async {
+                    let mut conn = self.pool.acquire().await.map_err(error)?;
+                    query_on(&mut conn, statement, params, &self.limits).await
+                })
+                .await
+            }
+
+            async fn execute(
+                &self,
+                statement: &str,
+                params: &[Value],
+            ) -> Result<Outcome, SqlError> {
+                crate::sqlx_support::timed(&self.limits, async {
+                    let mut conn = self.pool.acquire().await.map_err(error)?;
+                    execute_on(&mut conn, statement, params).await
+                })
+                .await
+            }
+
+            async fn begin(&self) -> Result<Box<dyn crate::SqlTransaction>, SqlError> {
+                let tx = crate::sqlx_support::timed(&self.limits, async {
+                    self.pool.begin().await.map_err(error)
+                })
+                .await?;
+                Ok(Box::new($transaction {
+                    tx,
+                    limits: self.limits,
+                }))
+            }
+        }
+
+        struct $transaction {
+            tx: sqlx::Transaction<'static, $db>,
+            limits: Limits,
+        }
+
+        #[async_trait::async_trait]
+        impl crate::SqlTransaction for $transaction {
+            async fn query(&mut self, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+                let limits = self.limits;
+                crate::sqlx_support::timed(
+                    &limits,
+                    query_on(&mut self.tx, statement, params, &limits),
+                )
+                .await
+            }
+
+            async fn execute(
+                &mut self,
+                statement: &str,
+                params: &[Value],
+            ) -> Result<Outcome, SqlError> {
+                let limits = self.limits;
+                crate::sqlx_support::timed(&limits, execute_on(&mut self.tx, statement, params))
+                    .await
+            }
+
+            async fn execute_script(&mut self, script: &str) -> Result<(), SqlError> {
+                let limits = self.limits;
+                crate::sqlx_support::timed(&limits, async {
+                    sqlx::raw_sql(sql(script))
+                        .execute(&mut *self.tx)
+                        .await
+                        .map(drop)
+                        .map_err(error)
+                })
+                .await
+            }
+
+            async fn commit(self: Box<Self>) -> Result<(), SqlError> {
+                self.tx.commit().await.map_err(error)
+            }
+
+            async fn rollback(self: Box<Self>) -> Result<(), SqlError> {
+                self.tx.rollback().await.map_err(error)
+            }
+        }
+    };
+}
+pub(crate) use sqlx_backend;
