@@ -77,7 +77,18 @@ impl LoadedConfig {
         validate(&config)?;
         let modules = ModulesConfig::extract(&figment, config.modules.keys().cloned())?;
         for name in modules.names() {
-            for database in &modules.get(name).settings().databases {
+            let settings = modules.get(name).settings();
+            if let Some(default) = &settings.database {
+                if !settings.databases.contains(default) {
+                    return Err(ConfigError::invalid(
+                        &format!("modules.{name}.database"),
+                        format!(
+                            "names database `{default}`, which the module is not granted; add it to modules.{name}.databases, or remove the key to use the module's own SQLite"
+                        ),
+                    ));
+                }
+            }
+            for database in &settings.databases {
                 if !config.databases.contains_key(database) {
                     return Err(ConfigError::invalid(
                         &format!("modules.{name}.databases"),

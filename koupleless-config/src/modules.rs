@@ -34,6 +34,9 @@ pub struct ModuleSettings {
     pub reuse_instances: bool,
     /// The base's databases (`[databases.<name>]`) this module may use, besides its own.
     pub databases: Vec<String>,
+    /// The module's default database (`ctx.db()`, and where its migrations apply): its own
+    /// SQLite when unset, or one of `databases` (a PostgreSQL database of the base).
+    pub database: Option<String>,
 }
 
 impl Default for ModuleSettings {
@@ -47,6 +50,7 @@ impl Default for ModuleSettings {
             allowed_hosts: Vec::new(),
             reuse_instances: true,
             databases: Vec::new(),
+            database: None,
         }
     }
 }

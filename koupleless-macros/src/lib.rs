@@ -270,5 +270,37 @@ fn embed_migrations(dir: &str) -> Result<proc_macro2::TokenStream, Error> {
                 .expect("a migration file name with its number")
         }
     });
-    Ok(quote! { ::std::vec![#(#items),*] })
+    // Built for wasm, the migrations also travel in a custom section of the component, which
+    // the base reads when it loads the artifact and applies before the version starts.
+    let mut json = String::from("[");
+    for (i, (number, name, full)) in files.iter().enumerate() {
+        let sql = std::fs::read_to_string(full).map_err(|e| {
+            Error::new(
+                Span::call_site(),
+                format!("cannot read migration `{name}`: {e}"),
+            )
+        })?;
+        let stem = name.strip_suffix(".sql").unwrap_or(name);
+        let label = stem.split_once('_').map_or("", |(_, l)| l);
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "{{\"version\":{number},\"name\":{},\"sql\":{}}}",
+            json_string(label),
+            json_string(&sql)
+        ));
+    }
+    json.push(']');
+    let section = proc_macro2::Literal::byte_string(json.as_bytes());
+    let len = json.len();
+    Ok(quote! {{
+        #[cfg(target_family = "wasm")]
+        {
+            #[used]
+            #[unsafe(link_section = "koupleless-migrations")]
+            static EMBEDDED_MIGRATIONS: [u8; #len] = *#section;
+        }
+        ::std::vec![#(#items),*]
+    }})
 }

@@ -31,7 +31,8 @@
 //!   guest build pulls in no host dependency: no WebAssembly runtime, no server, no actors.
 //!
 //! Code that uses only what both backends offer ([`ModuleContext::config`],
-//! [`ModuleContext::kv`], [`ModuleContext::client`]) compiles both ways unchanged. A native
+//! [`ModuleContext::kv`], [`ModuleContext::db`], [`ModuleContext::database`],
+//! [`ModuleContext::client`]) compiles both ways unchanged. A native
 //! context also offers background tasks, the base's shared resources and its span.
 //!
 //! The base itself, its configuration and its admin API live in the `koupleless` crate.
@@ -68,7 +69,7 @@ pub use kv::KeyValueError;
 pub use module::Module;
 
 #[cfg(target_family = "wasm")]
-pub use guest::{KeyValue, ModuleClient, ModuleContext};
+pub use guest::{Database, KeyValue, ModuleClient, ModuleContext, Transaction};
 #[cfg(not(target_family = "wasm"))]
 pub use native::{
     Database, InMemoryKeyValue, KeyValue, KeyValueBackend, ModuleClient, ModuleContext, Resources,
@@ -80,6 +81,8 @@ pub use native::{
 pub mod sql {
     pub use koupleless_sql::{Migration, Outcome, Row, Rows, SqlError, Value};
 
+    #[cfg(target_family = "wasm")]
+    pub use crate::guest::{Database, Transaction};
     #[cfg(not(target_family = "wasm"))]
     pub use crate::native::{Database, DatabaseGrants, NoDatabases, Transaction};
     #[cfg(not(target_family = "wasm"))]

@@ -26,5 +26,7 @@ pub mod redis;
 mod store;
 
 pub use digest::sha256_hex;
-pub use manifest_section::{ArtifactError, MANIFEST_SECTION, embedded_manifest};
+pub use manifest_section::{
+    ArtifactError, MANIFEST_SECTION, MIGRATIONS_SECTION, embedded_manifest, embedded_migrations,
+};
 pub use store::{StorageError, Store, UPLOAD_PART_SIZE, publish, publish_with_progress};

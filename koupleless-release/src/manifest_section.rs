@@ -1,11 +1,17 @@
-//! The manifest a component carries in a custom section.
+//! What a component carries in custom sections: its manifest and its schema migrations.
 
+use koupleless_sql::Migration;
 use koupleless_wire::{Manifest, Version};
 use serde::Deserialize;
 
 /// Name of the custom section holding the manifest as JSON
 /// (`{"name": "payroll", "version": "1.4.0", "prefix": "/payroll"}`).
 pub const MANIFEST_SECTION: &str = "koupleless-manifest";
+
+/// Name of the custom section holding the module's schema migrations as JSON
+/// (`[{"version": 1, "name": "create_entry", "sql": "CREATE TABLE …"}]`), written by
+/// `koupleless_module::migrations!()` in a wasm build.
+pub const MIGRATIONS_SECTION: &str = "koupleless-migrations";
 
 #[derive(Deserialize)]
 struct Embedded {
@@ -44,6 +50,14 @@ pub enum ArtifactError {
         #[source]
         source: serde_json::Error,
     },
+    /// The migrations section is not the JSON `migrations!()` writes.
+    #[error("the `{MIGRATIONS_SECTION}` section of {artifact} is not the expected JSON: {why}")]
+    MigrationsJson {
+        /// The artifact.
+        artifact: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The embedded version is not semver.
     #[error("the embedded version `{version}` of {artifact} is not semver")]
     ManifestVersion {
@@ -62,6 +76,30 @@ pub enum ArtifactError {
 /// module (where a guest's `link_section` puts it). Tools use it to check a build before it is
 /// released; a base reads it before it compiles the component.
 pub fn embedded_manifest(bytes: &[u8], artifact: &str) -> Result<Option<Manifest>, ArtifactError> {
+    let Some(data) = find_section(bytes, MANIFEST_SECTION, artifact)? else {
+        return Ok(None);
+    };
+    let embedded: Embedded =
+        serde_json::from_slice(data).map_err(|source| ArtifactError::ManifestJson {
+            artifact: artifact.to_owned(),
+            source,
+        })?;
+    let version =
+        Version::parse(&embedded.version).map_err(|source| ArtifactError::ManifestVersion {
+            artifact: artifact.to_owned(),
+            version: embedded.version.chars().take(64).collect(),
+            source,
+        })?;
+    Ok(Some(Manifest::new(embedded.name, version, embedded.prefix)))
+}
+
+/// The data of custom section `name`, preferring the component's top level over a nested
+/// core module.
+fn find_section<'a>(
+    bytes: &'a [u8],
+    name: &str,
+    artifact: &str,
+) -> Result<Option<&'a [u8]>, ArtifactError> {
     // The parser's own error would quote the first bytes, and they may be anything.
     if !bytes.starts_with(b"\0asm") {
         return Err(ArtifactError::NoMagic {
@@ -80,27 +118,57 @@ pub fn embedded_manifest(bytes: &[u8], artifact: &str) -> Result<Option<Manifest
             | wasmparser::Payload::ComponentSection { .. } => depth += 1,
             wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
             wasmparser::Payload::CustomSection(section)
-                if section.name() == MANIFEST_SECTION
-                    && found.as_ref().is_none_or(|(d, _)| depth < *d) =>
+                if section.name() == name && found.as_ref().is_none_or(|(d, _)| depth < *d) =>
             {
                 found = Some((depth, section.data()));
             }
             _ => {}
         }
     }
-    let Some((_, data)) = found else {
-        return Ok(None);
+    Ok(found.map(|(_, data)| data))
+}
+
+#[derive(Deserialize)]
+struct EmbeddedMigration {
+    version: i64,
+    name: String,
+    sql: String,
+}
+
+/// The most migrations a component may carry.
+const MAX_MIGRATIONS: usize = 10_000;
+
+/// The schema migrations a component embeds (see [`MIGRATIONS_SECTION`]), in increasing
+/// order; empty when it embeds none.
+pub fn embedded_migrations(bytes: &[u8], artifact: &str) -> Result<Vec<Migration>, ArtifactError> {
+    let Some(data) = find_section(bytes, MIGRATIONS_SECTION, artifact)? else {
+        return Ok(Vec::new());
     };
-    let embedded: Embedded =
-        serde_json::from_slice(data).map_err(|source| ArtifactError::ManifestJson {
+    let embedded: Vec<EmbeddedMigration> =
+        serde_json::from_slice(data).map_err(|source| ArtifactError::MigrationsJson {
             artifact: artifact.to_owned(),
-            source,
+            why: source.to_string(),
         })?;
-    let version =
-        Version::parse(&embedded.version).map_err(|source| ArtifactError::ManifestVersion {
+    if embedded.len() > MAX_MIGRATIONS {
+        return Err(ArtifactError::MigrationsJson {
             artifact: artifact.to_owned(),
-            version: embedded.version.chars().take(64).collect(),
-            source,
-        })?;
-    Ok(Some(Manifest::new(embedded.name, version, embedded.prefix)))
+            why: format!("{} migrations; at most {MAX_MIGRATIONS}", embedded.len()),
+        });
+    }
+    let mut migrations: Vec<Migration> = embedded
+        .into_iter()
+        .map(|m| Migration {
+            version: m.version,
+            name: m.name,
+            sql: m.sql,
+        })
+        .collect();
+    migrations.sort_by_key(|m| m.version);
+    if let Some(twice) = migrations.windows(2).find(|w| w[0].version == w[1].version) {
+        return Err(ArtifactError::MigrationsJson {
+            artifact: artifact.to_owned(),
+            why: format!("migration {} is there twice", twice[0].version),
+        });
+    }
+    Ok(migrations)
 }

@@ -1,5 +1,6 @@
 //! The base's databases and what each module is granted: its own SQLite file under
-//! `data.dir`, and the `[databases.<name>]` pools listed in its `databases`. Connections
+//! `data.dir`, and the `[databases.<name>]` pools listed in its `databases`; its default
+//! database (`ctx.db()`) is its own unless `[modules.<name>] database` names one of those. Connections
 //! belong to the base, keyed by module name, not version: a new version reuses them, so a
 //! hot swap opens none.
 
@@ -91,16 +92,11 @@ impl DatabaseGrants for BaseDatabases {
         module: &str,
         name: Option<&str>,
     ) -> Result<Arc<dyn SqlBackend>, SqlError> {
-        let Some(name) = name else {
+        let settings = self.modules.get(module).settings();
+        let Some(name) = name.or(settings.database.as_deref()) else {
             return self.own(module).await;
         };
-        let granted = self
-            .modules
-            .get(module)
-            .settings()
-            .databases
-            .iter()
-            .any(|d| d == name);
+        let granted = settings.databases.iter().any(|d| d == name);
         let pool = self
             .shared
             .get(name)

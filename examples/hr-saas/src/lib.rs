@@ -23,10 +23,10 @@ mod calendar;
 #[cfg(test)]
 #[allow(clippy::result_large_err)]
 mod config_tests;
-pub mod payroll;
 pub mod recruitment;
 
 pub use attendance::Attendance;
+pub use example_payroll as payroll;
 pub use payroll::Payroll;
 pub use recruitment::Recruitment;
 

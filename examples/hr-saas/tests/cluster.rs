@@ -51,6 +51,7 @@ impl Drop for Pod {
 
 impl Pod {
     fn start(name: &str, env: &[(&str, String)], workdir: &Path) -> Self {
+        let data = workdir.join(format!("data-{name}"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_example-hr-saas"));
         command
             .current_dir(workdir)
@@ -59,6 +60,7 @@ impl Pod {
             .env("KOUPLELESS_SERVER__LISTEN", "127.0.0.1:0")
             .env("KOUPLELESS_ADMIN__LISTEN", "127.0.0.1:0")
             .env("KOUPLELESS_LOG__LEVEL", "warn")
+            .env("KOUPLELESS_DATA__DIR", &data)
             .env("KOUPLELESS_ROLLOUT__POD", name)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -1,5 +1,5 @@
 //! What the base gives a module compiled to wasm: its manifest, its configuration section,
-//! its key-value store and an in-process client, each backed by a `koupleless:module/host`
+//! its key-value store, its databases and an in-process client, each backed by a `koupleless:module/host`
 //! function that the base scopes to this module.
 //!
 //! A native module's context also offers `spawn`, `resources` and `figment`; a wasm module
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::{client::ModuleClient, kv::KeyValue};
+use super::{client::ModuleClient, kv::KeyValue, sql::Database};
 use crate::{Manifest, ModuleError};
 
 /// The base's side of this module, seen from inside its wasm instance. Cheap to clone.
@@ -25,6 +25,7 @@ struct Inner {
     manifest: Manifest,
     key_value: KeyValue,
     client: ModuleClient,
+    own_database: Database,
 }
 
 impl ModuleContext {
@@ -34,6 +35,7 @@ impl ModuleContext {
                 manifest,
                 key_value: KeyValue(()),
                 client: ModuleClient(()),
+                own_database: Database::new(None),
             }),
         }
     }
@@ -58,6 +60,18 @@ impl ModuleContext {
     /// This module's key-value store: state that outlives instances, upgrades and restarts.
     pub fn kv(&self) -> &KeyValue {
         &self.inner.key_value
+    }
+
+    /// The module's own database: a SQLite database the base keeps for this module across
+    /// its versions and restarts.
+    pub fn db(&self) -> &Database {
+        &self.inner.own_database
+    }
+
+    /// The base's database `name`, if `[modules.<name>] databases` grants it; otherwise its
+    /// calls answer [`SqlError::NotGranted`](crate::sql::SqlError::NotGranted).
+    pub fn database(&self, name: &str) -> Database {
+        Database::new(Some(name))
     }
 
     /// A client that calls other modules' routes in process.

@@ -6,10 +6,12 @@ mod client;
 mod context;
 mod kv;
 pub(crate) mod log;
+mod sql;
 
 pub use client::ModuleClient;
 pub use context::ModuleContext;
 pub use kv::KeyValue;
+pub use sql::{Database, Transaction};
 
 /// Bindings generated from `wit/module.wit`.
 #[allow(

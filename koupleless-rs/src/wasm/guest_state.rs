@@ -1,12 +1,12 @@
 //! What each store of a wasm module holds: its WASI and wasi:http contexts, its resources,
-//! its memory cap, the module's capabilities and its outbound-HTTP policy. Data only: the
+//! its SQL session, its memory cap, the module's capabilities and its outbound-HTTP policy. Data only: the
 //! host functions that use it are in `host.rs`.
 
 use std::sync::Arc;
 
-use koupleless_module::{KeyValue, ModuleClient, ModuleKey};
+use koupleless_module::{KeyValue, ModuleClient, ModuleContext, ModuleKey};
 
-use super::outbound::Outbound;
+use super::{outbound::Outbound, sql_host::SqlSession};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, component::ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -21,6 +21,7 @@ pub(crate) struct GuestState {
     max_body: usize,
     capabilities: Option<Arc<Capabilities>>,
     outbound: Outbound,
+    sql: SqlSession,
 }
 
 impl WasiView for GuestState {
@@ -53,6 +54,7 @@ impl GuestState {
         Self {
             capabilities,
             outbound,
+            sql: SqlSession::default(),
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -80,6 +82,16 @@ impl GuestState {
     /// The size of the instance's largest linear memory, in bytes (memories never shrink).
     pub(crate) fn memory_used(&self) -> usize {
         self.limits.largest
+    }
+
+    /// The instance's resources (WASI's and the module's own: its open transactions).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// The instance's SQL state: its database handles and open transactions.
+    pub(crate) fn sql(&mut self) -> &mut SqlSession {
+        &mut self.sql
     }
 
     /// The module's capabilities, once it has started.
@@ -147,4 +159,6 @@ pub(crate) struct Capabilities {
     pub(crate) config: String,
     pub(crate) kv: KeyValue,
     pub(crate) client: ModuleClient,
+    /// The version's context: its databases (own and granted).
+    pub(crate) ctx: ModuleContext,
 }

@@ -17,6 +17,7 @@ pub(crate) mod bindings {
         world: "koupleless:module/module",
         imports: { default: async },
         exports: { default: async },
+        with: { "koupleless:module/sql.transaction": super::super::sql_host::OpenTransaction },
     });
 }
 

@@ -446,6 +446,9 @@ impl InstancePool {
         let outcome = tokio::time::timeout(self.hard_limit(), call).await;
         match outcome {
             Ok(Ok(answer)) => {
+                // The request is over: what it left open is rolled back before the instance
+                // serves another.
+                instance.store.data_mut().sql().end_request().await;
                 self.give_back(instance);
                 let mut response = Response::new(Body::from(answer.body));
                 *response.status_mut() = match StatusCode::from_u16(answer.status) {

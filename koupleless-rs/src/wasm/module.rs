@@ -8,7 +8,9 @@ use http::Request;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use koupleless_config::ModuleConfig;
-use koupleless_module::{Health, Manifest, Module, ModuleContext, ModuleError, Version};
+use koupleless_module::{
+    Health, Manifest, Module, ModuleContext, ModuleError, Version, sql::Migration,
+};
 
 use super::{
     WasmError,
@@ -23,6 +25,7 @@ use crate::report::Chain;
 #[derive(Clone)]
 pub(crate) struct WasmModule {
     manifest: Manifest,
+    migrations: Vec<Migration>,
     pool: Arc<InstancePool>,
 }
 
@@ -51,6 +54,8 @@ impl WasmModule {
         let embedded = koupleless_release::embedded_manifest(&bytes, artifact)
             .map_err(|e| WasmError::new(artifact, Chain(&e)))?;
         let manifest = merge(embedded, overrides, artifact)?;
+        let migrations = koupleless_release::embedded_migrations(&bytes, artifact)
+            .map_err(|e| WasmError::new(artifact, Chain(&e)))?;
         manifest
             .validate()
             .map_err(|e| WasmError::new(artifact, e))?;
@@ -91,7 +96,11 @@ impl WasmModule {
             })?),
         };
         let pool = Arc::new(InstancePool::new(engine, pre, &manifest, config));
-        Ok(Self { manifest, pool })
+        Ok(Self {
+            manifest,
+            migrations,
+            pool,
+        })
     }
 }
 
@@ -130,6 +139,11 @@ impl Module for WasmModule {
         self.manifest.clone()
     }
 
+    /// The migrations the component embeds; the base applies them before `start`.
+    fn migrations(&self) -> Vec<Migration> {
+        self.migrations.clone()
+    }
+
     /// Instantiates one instance privately (validate before activate) and keeps it warm.
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
         self.pool.grant(Capabilities {
@@ -138,6 +152,7 @@ impl Module for WasmModule {
             config: self.pool.config_json().to_owned(),
             kv: ctx.kv().clone(),
             client: ctx.client().clone(),
+            ctx: ctx.clone(),
         });
         let tasks = ctx.tasks().clone();
         self.pool

@@ -4,14 +4,16 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::common::http;
 use example_hr_saas::{Attendance, Payroll, Recruitment, config_figment_with_file};
-use figment::providers::{Format, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use koupleless::{Base, testing::TEST_SETTINGS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_base_serves_payslips_and_requires_payroll() {
     // No configuration file: payroll must be required by the example's default alone.
     let absent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/absent-koupleless.toml");
-    let figment = config_figment_with_file(&absent).merge(Toml::string(TEST_SETTINGS));
+    let figment = config_figment_with_file(&absent)
+        .merge(Toml::string(TEST_SETTINGS))
+        .merge(Serialized::default("data.dir", crate::common::data_dir()));
     let base = Base::builder()
         .figment(figment)
         .module(Payroll::default())

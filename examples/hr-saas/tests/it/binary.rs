@@ -30,6 +30,7 @@ fn prints_its_addresses_serves_and_stops_on_sigterm() {
         .env("KOUPLELESS_ADMIN__LISTEN", "127.0.0.1:0")
         .env("KOUPLELESS_SHUTDOWN__DRAIN_DELAY", "200ms")
         .env("KOUPLELESS_LOG__LEVEL", "warn")
+        .env("KOUPLELESS_DATA__DIR", crate::common::data_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

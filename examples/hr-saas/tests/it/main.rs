@@ -7,3 +7,4 @@ mod binary;
 mod common;
 mod modules;
 mod wasm_attendance;
+mod wasm_payroll;

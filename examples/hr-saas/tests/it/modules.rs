@@ -154,6 +154,38 @@ async fn attendance_is_degraded_without_check_ins() {
 // ---- payroll ----
 
 #[tokio::test]
+async fn payroll_hires_into_its_database_and_refuses_bad_input() {
+    let harness = ModuleHarness::builder(Payroll::default())
+        .start()
+        .await
+        .unwrap();
+    let hired = harness
+        .post_json(
+            "/payroll/employees",
+            &json!({"name": "Chen Jie", "monthly_salary": 15_225.0, "hired_on": "2024-10-08"}),
+        )
+        .await;
+    assert_eq!(hired.status, 201, "{}", hired.text());
+    let employee: Employee = hired.json();
+    assert_eq!((employee.id, employee.name.as_str()), (4, "Chen Jie"));
+
+    let listed: Vec<Employee> = harness.get("/payroll/employees").await.json();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[3], employee);
+
+    for bad in [
+        json!({"name": "", "monthly_salary": 1.0}),
+        json!({"name": "Nobody", "monthly_salary": -1.0}),
+        json!({"name": "Nobody", "monthly_salary": 1.0, "hired_on": "2024-13-01"}),
+    ] {
+        let refused = harness.post_json("/payroll/employees", &bad).await;
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.text());
+    }
+    let listed: Vec<Employee> = harness.get("/payroll/employees").await.json();
+    assert_eq!(listed.len(), 4, "a refused hire wrote nothing");
+}
+
+#[tokio::test]
 async fn payroll_lists_employees() {
     let harness = ModuleHarness::builder(Payroll::default())
         .start()
@@ -162,7 +194,7 @@ async fn payroll_lists_employees() {
     let response = harness.get("/payroll/employees").await;
     assert_eq!(response.status, 200, "{}", response.text());
     let employees: Vec<Employee> = response.json();
-    let summary: Vec<(u32, &str, f64)> = employees
+    let summary: Vec<(i64, &str, f64)> = employees
         .iter()
         .map(|e| (e.id, e.name.as_str(), e.monthly_salary))
         .collect();

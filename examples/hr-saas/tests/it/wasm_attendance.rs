@@ -6,7 +6,6 @@
 //! `cargo build -p example-attendance-wasm --target wasm32-wasip2 --profile wasm-module`.
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -14,65 +13,13 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{Reply, attendance_component, request};
-use example_hr_saas::{Attendance, Payroll, Recruitment, config_figment_with_file};
-use figment::providers::{Format, Toml};
-use koupleless::{Base, ModuleState, RunningBase, testing::TEST_SETTINGS};
+use crate::common::{Reply, attendance_component, get, hr_saas, install_biz, request, send};
+use koupleless::{ModuleState, RunningBase};
 use serde_json::json;
 
 const NATIVE: &str = concat!("attendance@", env!("CARGO_PKG_VERSION"));
 const WASM: &str = "attendance@2.0.0";
 const DAYS_OF_1: &str = "/attendance/employees/1/days?month=2024-10";
-
-/// The example's base with its three native modules, ready.
-async fn hr_saas() -> RunningBase {
-    let absent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/absent-koupleless.toml");
-    let figment = config_figment_with_file(&absent)
-        .merge(Toml::string(TEST_SETTINGS))
-        .merge(Toml::string("[upgrade]\ndrain_timeout = \"5s\""));
-    let base = Base::builder()
-        .figment(figment)
-        .module(Payroll::default())
-        .module(Attendance::default())
-        .module(Recruitment::default())
-        .start()
-        .await
-        .expect("the base starts");
-    let mut handle = base.handle();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !handle.health().ready {
-            handle.health_changed().await;
-        }
-    })
-    .await
-    .expect("the base becomes ready");
-    base
-}
-
-/// A request to the base from a blocking thread.
-async fn send(addr: String, method: &'static str, path: String, body: String) -> Reply {
-    tokio::task::spawn_blocking(move || request(&addr, method, &path, &body))
-        .await
-        .expect("request thread")
-}
-
-/// `installBiz` on the admin listener; the Arklet envelope.
-async fn install_biz(base: &RunningBase, body: serde_json::Value) -> serde_json::Value {
-    let admin = base.admin_addr().expect("admin enabled").to_string();
-    let reply = send(admin, "POST", "/installBiz".to_owned(), body.to_string()).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
-}
-
-async fn get(base: &RunningBase, path: &str) -> Reply {
-    send(
-        base.app_addr().to_string(),
-        "GET",
-        path.to_owned(),
-        String::new(),
-    )
-    .await
-}
 
 /// Clients sending `GET path` back to back on blocking threads until stopped; each keeps
 /// what it saw in order.

@@ -2,6 +2,10 @@
 // Each test file uses a part of them.
 #![allow(dead_code)]
 
+use example_hr_saas::{Attendance, Payroll, Recruitment, config_figment_with_file};
+use figment::providers::{Format, Serialized, Toml};
+use koupleless::{Base, RunningBase, testing::TEST_SETTINGS};
+
 use std::{
     io::{Read, Write},
     net::TcpStream,
@@ -95,6 +99,66 @@ fn unchunk(mut rest: &str) -> String {
     data
 }
 
+/// A new directory for a base's data (the modules' own databases), so tests share none.
+pub(crate) fn data_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir()
+        .join("koupleless-example-data")
+        .join(format!("{}-{n}", std::process::id()))
+}
+
+/// The example's base with its three native modules, ready.
+pub(crate) async fn hr_saas() -> RunningBase {
+    let absent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/absent-koupleless.toml");
+    let figment = config_figment_with_file(&absent)
+        .merge(Toml::string(TEST_SETTINGS))
+        .merge(Toml::string("[upgrade]\ndrain_timeout = \"5s\""))
+        .merge(Serialized::default("data.dir", data_dir()));
+    let base = Base::builder()
+        .figment(figment)
+        .module(Payroll::default())
+        .module(Attendance::default())
+        .module(Recruitment::default())
+        .start()
+        .await
+        .expect("the base starts");
+    let mut handle = base.handle();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !handle.health().ready {
+            handle.health_changed().await;
+        }
+    })
+    .await
+    .expect("the base becomes ready");
+    base
+}
+
+/// A request to the base from a blocking thread.
+pub(crate) async fn send(addr: String, method: &'static str, path: String, body: String) -> Reply {
+    tokio::task::spawn_blocking(move || request(&addr, method, &path, &body))
+        .await
+        .expect("request thread")
+}
+
+/// `installBiz` on the admin listener; the Arklet envelope.
+pub(crate) async fn install_biz(base: &RunningBase, body: serde_json::Value) -> serde_json::Value {
+    let admin = base.admin_addr().expect("admin enabled").to_string();
+    let reply = send(admin, "POST", "/installBiz".to_owned(), body.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+pub(crate) async fn get(base: &RunningBase, path: &str) -> Reply {
+    send(
+        base.app_addr().to_string(),
+        "GET",
+        path.to_owned(),
+        String::new(),
+    )
+    .await
+}
+
 /// The component, built once per test run.
 ///
 /// It gets a target directory of its own (per checkout): the build then neither waits for
@@ -102,30 +166,43 @@ fn unchunk(mut rest: &str) -> String {
 pub(crate) fn attendance_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            use std::hash::{Hash, Hasher};
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            root.hash(&mut h);
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target"))
-                .join(format!("wasm-modules-{:016x}", h.finish()));
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let output = std::process::Command::new(cargo)
-                .args(["build", "-p", "example-attendance-wasm"])
-                .args(["--target", "wasm32-wasip2", "--profile", "wasm-module"])
-                .arg("--manifest-path")
-                .arg(root.join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", &target)
-                .output()
-                .expect("cargo runs");
-            assert!(
-                output.status.success(),
-                "building examples/attendance-wasm for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            target.join("wasm32-wasip2/wasm-module/example_attendance_wasm.wasm")
-        })
+        .get_or_init(|| build_component("example-attendance-wasm", "attendance-wasm"))
         .clone()
+}
+
+/// The payroll component (`examples/payroll`), built once per test run like attendance.
+pub(crate) fn payroll_component() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_component("example-payroll", "payroll"))
+        .clone()
+}
+
+fn build_component(package: &str, dir: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(format!("wasm-modules-{:016x}", h.finish()));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["build", "-p", package])
+        .args(["--target", "wasm32-wasip2", "--profile", "wasm-module"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building examples/{dir} for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target.join(format!(
+        "wasm32-wasip2/wasm-module/{}.wasm",
+        package.replace('-', "_")
+    ))
 }
