@@ -1,4 +1,5 @@
-//! The repository's guest crates, built for wasm32-wasip2 by a bench before it installs them.
+//! The repository's guest crates and module packages, built for wasm32-wasip2 by a bench
+//! before it installs them.
 
 use std::{
     path::{Path, PathBuf},
@@ -99,4 +100,52 @@ pub fn build(guest: &'static WasmGuest) -> anyhow::Result<BuiltGuest> {
         component,
         bytes,
     })
+}
+
+/// Builds a module package of the workspace (`examples/payroll`'s `example-payroll`) as a
+/// component, the way the book says (`cargo build -p <package> --target wasm32-wasip2
+/// --profile wasm-module`), and returns the component with its size in bytes.
+pub fn build_module(package: &str) -> anyhow::Result<(PathBuf, u64)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .context("the workspace root")?;
+    // A target directory of its own per checkout, as for the guests: the wasm-module profile
+    // and the wasm target share nothing with the bench's own build anyway.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(format!("wasm-modules-{:016x}", {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            root.hash(&mut h);
+            h.finish()
+        }));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let started = Instant::now();
+    let output = std::process::Command::new(cargo)
+        .args(["build", "-p", package])
+        .args(["--target", "wasm32-wasip2", "--profile", "wasm-module"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .context("running cargo to build the module")?;
+    ensure!(
+        output.status.success(),
+        "building {package} for wasm32-wasip2 failed (install the target with `rustup target add wasm32-wasip2`):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let component = target.join(format!(
+        "wasm32-wasip2/wasm-module/{}.wasm",
+        package.replace('-', "_")
+    ));
+    let bytes = std::fs::metadata(&component)
+        .with_context(|| format!("the built component {}", component.display()))?
+        .len();
+    eprintln!(
+        "built {package} ({bytes} bytes) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((component, bytes))
 }

@@ -44,6 +44,15 @@ pub struct Settings {
 impl Settings {
     /// Reads the tunables, refusing values outside sane bounds so a run stays bounded.
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_env_or(Self {
+            connections: 32,
+            measure: Duration::from_secs(5),
+            rounds: 3,
+        })
+    }
+
+    /// [`Settings::from_env`] with a bench's own defaults for the variables left unset.
+    pub fn from_env_or(defaults: Self) -> anyhow::Result<Self> {
         fn read(
             name: &str,
             default: u64,
@@ -65,9 +74,13 @@ impl Settings {
             Ok(value)
         }
         Ok(Self {
-            connections: read("BENCH_CONNECTIONS", 32, 1..=1024)? as usize,
-            measure: Duration::from_secs(read("BENCH_SECONDS", 5, 1..=120)?),
-            rounds: read("BENCH_ROUNDS", 3, 1..=15)? as usize,
+            connections: read("BENCH_CONNECTIONS", defaults.connections as u64, 1..=1024)? as usize,
+            measure: Duration::from_secs(read(
+                "BENCH_SECONDS",
+                defaults.measure.as_secs(),
+                1..=120,
+            )?),
+            rounds: read("BENCH_ROUNDS", defaults.rounds as u64, 1..=15)? as usize,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Bytes from an artifact and keys from a bucket are hostile: reading them answers a value or
 //! an error, never a panic, and a listing only ever yields artifacts that follow the layout.
 
-use koupleless_release::{embedded_manifest, layout::Layout};
+use koupleless_release::{ArtifactError, embedded_manifest, embedded_migrations, layout::Layout};
 use object_store::{ObjectMeta, path::Path};
 use proptest::prelude::*;
 
@@ -48,6 +48,13 @@ proptest! {
     }
 
     #[test]
+    fn any_migrations_section_is_read_without_a_panic(payload in "\\PC{0,200}|\\[\\{\"version\": ?-?[0-9]{1,3}, ?\"name\": ?\"\\PC{0,8}\", ?\"sql\": ?\"\\PC{0,20}\"\\}\\]") {
+        let mut component = COMPONENT_HEADER.to_vec();
+        component.extend(custom_section(koupleless_release::MIGRATIONS_SECTION, payload.as_bytes()));
+        let _ = embedded_migrations(&component, "artifact");
+    }
+
+    #[test]
     fn a_listing_of_any_keys_yields_only_the_layout(keys in proptest::collection::vec("\\PC{0,40}|(modules/)?[a-z]{1,6}/[0-9]\\.[0-9]\\.[0-9]/module\\.wasm(\\.sha256)?|[a-z]{1,6}-[0-9]\\.[0-9]\\.[0-9]\\.wasm", 0..20)) {
         let prefix = Path::from("modules");
         let objects: Vec<ObjectMeta> = keys
@@ -68,5 +75,49 @@ proptest! {
                 prop_assert!(objects.iter().any(|o| o.location == artifact.location));
             }
         }
+    }
+}
+
+fn with_migrations(json: &str) -> Vec<u8> {
+    let mut component = COMPONENT_HEADER.to_vec();
+    component.extend(custom_section(
+        koupleless_release::MIGRATIONS_SECTION,
+        json.as_bytes(),
+    ));
+    component
+}
+
+#[test]
+fn embedded_migrations_are_read_in_order_and_a_bad_section_is_named() {
+    let read = embedded_migrations(
+        &with_migrations(
+            r#"[{"version": 2, "name": "b", "sql": "SELECT 2"}, {"version": 1, "name": "a", "sql": "SELECT 1"}]"#,
+        ),
+        "payroll.wasm",
+    )
+    .expect("valid migrations");
+    assert_eq!(
+        read.iter()
+            .map(|m| (m.version, m.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "a"), (2, "b")]
+    );
+    assert!(
+        embedded_migrations(COMPONENT_HEADER, "none.wasm")
+            .expect("no section")
+            .is_empty()
+    );
+    for bad in [
+        "not json",
+        r#"[{"version": 1, "name": "a", "sql": "x"}, {"version": 1, "name": "b", "sql": "y"}]"#,
+    ] {
+        let err =
+            embedded_migrations(&with_migrations(bad), "payroll.wasm").expect_err("a bad section");
+        assert!(matches!(err, ArtifactError::MigrationsJson { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("koupleless-migrations") && text.contains("payroll.wasm"),
+            "{text}"
+        );
     }
 }

@@ -31,7 +31,10 @@ pub(crate) fn error(e: sqlx::Error) -> SqlError {
             }
         }
         sqlx::Error::PoolTimedOut => {
-            SqlError::Timeout("no connection was free within the statement timeout".to_owned())
+            SqlError::Timeout(
+                "no connection within the statement timeout: the pool is busy or the database does not answer"
+                    .to_owned(),
+            )
         }
         sqlx::Error::Io(e) => SqlError::Unavailable(e.to_string()),
         sqlx::Error::Tls(e) => SqlError::Unavailable(format!("TLS: {e}")),

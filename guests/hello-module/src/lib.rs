@@ -16,6 +16,7 @@ use koupleless_module::{
         http::StatusCode,
         routing::get,
     },
+    sql::{SqlError, Value},
 };
 use serde::Deserialize;
 
@@ -64,7 +65,15 @@ impl Module for Hello {
             .route("/down", get(|| async { DOWN.store(true, Ordering::Relaxed); "down" }))
             .route("/spin", get(spin))
             .route("/hog", get(hog))
+            .route("/sql/notes", get(notes).post(add_note))
+            .route("/sql/left-open", get(left_open))
+            .route("/sql/rolled-back", get(rolled_back))
+            .route("/sql/granted/{name}", get(granted))
             .with_state(ctx.clone())
+    }
+
+    fn migrations(&self) -> Vec<koupleless_module::sql::Migration> {
+        koupleless_module::migrations!()
     }
 
     async fn health(&self) -> Health {
@@ -176,5 +185,56 @@ async fn hog() -> &'static str {
     loop {
         held.push(vec![1u8; 1 << 20]);
         std::hint::black_box(&held);
+    }
+}
+
+/// The notes in the module's own database, as `<count>`.
+async fn notes(State(ctx): State<ModuleContext>) -> Result<String, (StatusCode, String)> {
+    let rows = ctx
+        .db()
+        .query("SELECT COUNT(*) AS n FROM note", &[])
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let n = rows.first().and_then(|r| r.get("n")).and_then(Value::as_i64);
+    Ok(n.unwrap_or(-1).to_string())
+}
+
+/// Adds the body as a note and answers its id.
+async fn add_note(State(ctx): State<ModuleContext>, body: String) -> Result<String, (StatusCode, String)> {
+    ctx.db()
+        .execute("INSERT INTO note (body) VALUES ($1)", &[Value::from(body)])
+        .await
+        .map(|o| o.last_insert_id.unwrap_or(-1).to_string())
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Opens a transaction, writes, and leaks it: the base rolls it back when the request ends.
+async fn left_open(State(ctx): State<ModuleContext>) -> Result<&'static str, (StatusCode, String)> {
+    let fail = |e: SqlError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let mut tx = ctx.db().transaction().await.map_err(fail)?;
+    tx.execute("INSERT INTO note (body) VALUES ('left open')", &[]).await.map_err(fail)?;
+    std::mem::forget(tx);
+    Ok("left open")
+}
+
+/// A transaction rolled back, then used again: the second use is an error value.
+async fn rolled_back(State(ctx): State<ModuleContext>) -> Result<String, (StatusCode, String)> {
+    let fail = |e: SqlError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let mut tx = ctx.db().transaction().await.map_err(fail)?;
+    tx.execute("INSERT INTO note (body) VALUES ('undone')", &[]).await.map_err(fail)?;
+    let syntax = tx.execute("INSERT INTO nowhere VALUES (1)", &[]).await;
+    tx.rollback().await.map_err(fail)?;
+    Ok(match syntax {
+        Err(SqlError::Syntax(_)) => "syntax error as a value".to_owned(),
+        other => format!("unexpected: {other:?}"),
+    })
+}
+
+/// `SELECT 1` on the base's database `name`: `ok`, or the error value's text.
+async fn granted(State(ctx): State<ModuleContext>, Path(name): Path<String>) -> String {
+    match ctx.database(&name).query("SELECT 1 AS one", &[]).await {
+        Ok(_) => "ok".to_owned(),
+        Err(e @ SqlError::NotGranted(_)) => format!("not granted: {e}"),
+        Err(e) => format!("error: {e}"),
     }
 }

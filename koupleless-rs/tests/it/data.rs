@@ -207,6 +207,47 @@ async fn a_granted_postgres_database_is_reached_and_others_are_not() {
     base.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_database_can_be_the_modules_default() {
+    let mut server = PostgresServer::start();
+    let base = start(&format!(
+        "[databases.hr]\nurl = \"{}\"\n[modules.ledger]\ndatabases = [\"hr\"]\ndatabase = \"hr\"\n[data]\nstatement_timeout = \"1s\"",
+        server.url()
+    ))
+    .await;
+    let http = Http::new();
+    // `ctx.db()` is PostgreSQL now: the table `start` created is there, and it goes away
+    // with the server.
+    assert_eq!(http.get(&app(&base, "/ledger/entries")).await.text(), "0");
+    assert_eq!(http.get(&app(&base, "/ledger/in/hr")).await.text(), "1");
+    server.stop();
+    let r = http.get(&app(&base, "/ledger/entries")).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    assert!(
+        r.text().contains("the database does not answer") || r.text().contains("unavailable"),
+        "{}",
+        r.text()
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_default_database_that_is_not_granted_is_a_configuration_error() {
+    let error = koupleless::Base::builder()
+        .figment(figment(
+            "[databases.hr]\nurl = \"postgres://127.0.0.1:1/hr\"\n[modules.ledger]\ndatabase = \"hr\"",
+        ))
+        .module(Ledger::new("1.0.0"))
+        .start()
+        .await
+        .expect_err("the base refuses the default");
+    let text = error.to_string();
+    assert!(
+        text.contains("modules.ledger.database") && text.contains("not granted"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn a_grant_of_a_database_that_is_not_configured_is_a_configuration_error() {
     let error = koupleless::Base::builder()

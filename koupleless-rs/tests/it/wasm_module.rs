@@ -382,3 +382,54 @@ async fn an_answer_larger_than_the_modules_memory_is_refused_by_the_host() {
     );
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_ends_with_its_request_and_an_ungranted_database_is_an_error_value() {
+    // `hr` exists but is granted to another module; `nope` does not exist at all.
+    let config = format!(
+        "{WASM_CONFIG}\n[databases.hr]\nurl = \"postgres://koupleless@127.0.0.1:1/hr\"\n[modules.other]\ndatabases = [\"hr\"]"
+    );
+    let (base, http) = serving(vec![], &config, None).await;
+    let count = || async { http.get(&app(&base, "/hello/sql/notes")).await.text() };
+
+    // The component's migration created the table before it started.
+    assert_eq!(count().await, "0");
+    let r = http
+        .post(&app(&base, "/hello/sql/notes"), json!("first"))
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "1"));
+
+    // A transaction the request leaked is rolled back when the request ends, and the
+    // instance's next request can write again (no lock left behind).
+    let r = http.get(&app(&base, "/hello/sql/left-open")).await;
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "left open"));
+    assert_eq!(
+        count().await,
+        "1",
+        "the leaked transaction's write was rolled back"
+    );
+    let r = http
+        .post(&app(&base, "/hello/sql/notes"), json!("second"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(count().await, "2");
+
+    // Errors are values: a syntax error inside a transaction, then a rollback.
+    let r = http.get(&app(&base, "/hello/sql/rolled-back")).await;
+    assert_eq!(r.text(), "syntax error as a value");
+    assert_eq!(count().await, "2");
+
+    for name in ["hr", "nope"] {
+        let r = http
+            .get(&app(&base, &format!("/hello/sql/granted/{name}")))
+            .await;
+        let text = r.text();
+        assert!(
+            text.starts_with(&format!(
+                "not granted: database `{name}` is not granted to this module"
+            )),
+            "{text}"
+        );
+    }
+    base.shutdown().await.expect("clean shutdown");
+}
