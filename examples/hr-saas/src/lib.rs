@@ -1,13 +1,13 @@
 //! The HR SaaS of the Koupleless case study: one base hosting three native modules.
 //!
-//! * [`Payroll`] (`/payroll`, required): employees and payslips; it asks attendance for the
-//!   days worked through an in-process call.
+//! * [`Payroll`] (`/payroll`, required; crate `examples/payroll`): employees and payslips,
+//!   kept in SQL (the module's own SQLite by default); it asks attendance for the days worked
+//!   through an in-process call. The same crate builds as a wasm component.
 //! * [`Attendance`] (`/attendance`): check-ins and days worked per month.
 //! * [`Recruitment`] (`/recruitment`): openings and candidates, with a background sweep that
 //!   closes filled openings.
 //!
-//! Each module keeps its data in memory, standing in for the database a real deployment would
-//! share through `BaseBuilder::resource`.
+//! Attendance and recruitment keep their data in memory; payroll shows the base's databases.
 
 use std::path::Path;
 
