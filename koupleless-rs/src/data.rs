@@ -55,6 +55,19 @@ impl BaseDatabases {
         })
     }
 
+    /// Forgets `module`'s connections: its own SQLite pool and its shares of the granted
+    /// pools. Contexts that still hold them keep them until they are dropped.
+    pub(crate) async fn release(&self, module: &str) {
+        let own = self.own.lock().await.remove(module);
+        self.capped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(m, _), _| m != module);
+        if own.is_some() {
+            tracing::debug!(module, "the module's own database is released");
+        }
+    }
+
     async fn own(&self, module: &str) -> Result<Arc<dyn SqlBackend>, SqlError> {
         let mut own = self.own.lock().await;
         if let Some(db) = own.get(module) {

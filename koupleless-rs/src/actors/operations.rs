@@ -382,7 +382,13 @@ impl Ops {
             });
         };
         self.retire(&key, "uninstalled").await;
-        self.info(&key).await
+        let info = self.info(&key).await;
+        // The last version gone: the base lets go of the module's connections (its own
+        // SQLite pool closes once no context holds it); a later install opens them again.
+        if self.live(name).await.is_ok_and(|live| live.is_empty()) {
+            self.env.databases.release(name).await;
+        }
+        info
     }
 
     pub(crate) async fn switch(

@@ -328,3 +328,63 @@ async fn migrations_apply_before_start_and_a_failing_one_leaves_the_old_version_
     );
     base.shutdown().await.unwrap();
 }
+
+/// Descriptors of this process open on `file` (or its `-wal` and `-shm` companions).
+fn open_handles(file: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter(|target| {
+                    target
+                        .to_string_lossy()
+                        .starts_with(&*file.to_string_lossy())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstalling_the_last_version_closes_the_modules_own_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start(&format!(
+        "[modules.ledger]\nversion = \"2.0.0\"\n[data]\ndir = \"{}\"",
+        dir.path().display()
+    ))
+    .await;
+    let http = Http::new();
+    let r = http
+        .send(http::Method::POST, &app(&base, "/ledger/entries"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let file = dir.path().join("modules/ledger/own.sqlite");
+    assert!(open_handles(&file) > 0, "the module's database is open");
+
+    let gone = arklet(
+        &http,
+        &base,
+        "uninstallBiz",
+        json!({"bizName": "ledger", "bizVersion": "2.0.0"}),
+    )
+    .await;
+    assert_eq!(gone["code"], "SUCCESS", "{gone}");
+    eventually(
+        Duration::from_secs(10),
+        "no descriptor left on the uninstalled module's database",
+        || async { open_handles(&file) == 0 },
+    )
+    .await;
+
+    // Installed again, the module opens its database again and finds its data.
+    let back = arklet(
+        &http,
+        &base,
+        "installBiz",
+        json!({"bizName": "ledger", "bizVersion": "2.0.0"}),
+    )
+    .await;
+    assert_eq!(back["code"], "SUCCESS", "{back}");
+    assert_eq!(http.get(&app(&base, "/ledger/entries")).await.text(), "1");
+    base.shutdown().await.unwrap();
+}
