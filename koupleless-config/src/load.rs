@@ -78,15 +78,15 @@ impl LoadedConfig {
         let modules = ModulesConfig::extract(&figment, config.modules.keys().cloned())?;
         for name in modules.names() {
             let settings = modules.get(name).settings();
-            if let Some(default) = &settings.database {
-                if !settings.databases.contains(default) {
-                    return Err(ConfigError::invalid(
-                        &format!("modules.{name}.database"),
-                        format!(
-                            "names database `{default}`, which the module is not granted; add it to modules.{name}.databases, or remove the key to use the module's own SQLite"
-                        ),
-                    ));
-                }
+            if let Some(default) = &settings.database
+                && !settings.databases.contains(default)
+            {
+                return Err(ConfigError::invalid(
+                    &format!("modules.{name}.database"),
+                    format!(
+                        "names database `{default}`, which the module is not granted; add it to modules.{name}.databases, or remove the key to use the module's own SQLite"
+                    ),
+                ));
             }
             for database in &settings.databases {
                 if !config.databases.contains_key(database) {

@@ -340,12 +340,10 @@ fn validate(new: &NewEmployee) -> Result<(), ApiError> {
             "`monthly_salary` must be a number, not negative",
         ));
     }
-    if let Some(day) = &new.hired_on {
-        if !is_date(day) {
-            return Err(ApiError::bad_request(format!(
-                "invalid date `{day}`; write YYYY-MM-DD"
-            )));
-        }
+    if let Some(day) = new.hired_on.as_ref().filter(|day| !is_date(day)) {
+        return Err(ApiError::bad_request(format!(
+            "invalid date `{day}`; write YYYY-MM-DD"
+        )));
     }
     Ok(())
 }
