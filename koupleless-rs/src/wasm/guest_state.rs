@@ -147,4 +147,5 @@ pub(crate) struct Capabilities {
     pub(crate) config: String,
     pub(crate) kv: KeyValue,
     pub(crate) client: ModuleClient,
+    pub(crate) ctx: koupleless_module::ModuleContext,
 }

@@ -138,6 +138,7 @@ impl Module for WasmModule {
             config: self.pool.config_json().to_owned(),
             kv: ctx.kv().clone(),
             client: ctx.client().clone(),
+            ctx: ctx.clone(),
         });
         let tasks = ctx.tasks().clone();
         self.pool
