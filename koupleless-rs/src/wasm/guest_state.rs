@@ -21,6 +21,8 @@ pub(crate) struct GuestState {
     max_body: usize,
     capabilities: Option<Arc<Capabilities>>,
     outbound: Outbound,
+    /// Spin resources (stores, connections) the guest holds open in `table`.
+    spin_handles: usize,
 }
 
 impl WasiView for GuestState {
@@ -53,6 +55,7 @@ impl GuestState {
         Self {
             capabilities,
             outbound,
+            spin_handles: 0,
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -80,6 +83,16 @@ impl GuestState {
     /// The size of the instance's largest linear memory, in bytes (memories never shrink).
     pub(crate) fn memory_used(&self) -> usize {
         self.limits.largest
+    }
+
+    /// The store's resources (those of the host interfaces outside WASI).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// How many Spin resources the guest holds open.
+    pub(crate) fn spin_handles(&mut self) -> &mut usize {
+        &mut self.spin_handles
     }
 
     /// The module's capabilities, once it has started.

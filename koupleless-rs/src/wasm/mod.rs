@@ -12,6 +12,7 @@ mod host;
 mod instance_pool;
 mod module;
 mod outbound;
+mod spin;
 
 pub(crate) use engine::WasmEngine;
 pub(crate) use module::{ManifestOverrides, WasmModule};
