@@ -1,0 +1,158 @@
+//! Components built with the Spin SDK 5.2, unchanged (`guests/spin-kv-sqlite`): Spin's
+//! `default` key-value store and SQLite database are the module's own, its variables are the
+//! module's configuration section, and what the base does not support answers each
+//! interface's error value, which the guest handles like any other.
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{guests::*, *};
+
+const CONFIG: &str = r#"
+[wasm]
+request_timeout = "2s"
+max_memory_mib = 32
+max_instances = 16
+[modules.notebook]
+greeting = "hej"
+answer = 42
+"#;
+
+/// A base with the Spin component installed as `notebook@1.0.0` under `/notebook`.
+async fn serving() -> (koupleless::RunningBase, Http) {
+    let base = start_base(vec![], CONFIG).await;
+    let http = Http::new();
+    install(&http, &base, "notebook", "1.0.0", &spin_kv_sqlite()).await;
+    (base, http)
+}
+
+async fn get(http: &Http, base: &koupleless::RunningBase, path: &str) -> (StatusCode, String) {
+    let r = http.get(&app(base, &format!("/notebook{path}"))).await;
+    (r.status, r.text())
+}
+
+async fn post(
+    http: &Http,
+    base: &koupleless::RunningBase,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let r = http
+        .send(
+            Method::POST,
+            &app(base, &format!("/notebook{path}")),
+            Some(json!(body)),
+        )
+        .await;
+    (r.status, r.text())
+}
+
+fn ok(body: &str) -> (StatusCode, String) {
+    (StatusCode::OK, body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_store_keeps_a_counter_across_an_upgrade() {
+    let (base, http) = serving().await;
+    for n in ["1", "2", "3"] {
+        assert_eq!(get(&http, &base, "/count").await, ok(n));
+    }
+    // Version 2 of the same component reads what version 1 wrote.
+    install(&http, &base, "notebook", "2.0.0", &spin_kv_sqlite()).await;
+    assert_eq!(get(&http, &base, "/count").await, ok("4"));
+
+    // wasi:keyvalue (Spin 3) sees the same store: its own counter, and both keys.
+    assert_eq!(get(&http, &base, "/count3").await, ok("1 count,count3"));
+    assert_eq!(get(&http, &base, "/count3").await, ok("2 count,count3"));
+
+    // No store but `default`, in either generation.
+    assert_eq!(
+        get(&http, &base, "/store/finance").await,
+        ok("Error::NoSuchStore Error::NoSuchStore")
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_go_into_the_modules_own_sqlite_database() {
+    let (base, http) = serving().await;
+    assert_eq!(
+        post(&http, &base, "/notes", "milk").await,
+        (StatusCode::CREATED, "created".to_owned())
+    );
+    assert_eq!(
+        post(&http, &base, "/notes", "bread").await.0,
+        StatusCode::CREATED
+    );
+    // Spin 3's SQLite on the same database tells the row id and the count of changes.
+    assert_eq!(
+        post(&http, &base, "/notes3", "eggs").await,
+        ok("id 3 changes 1")
+    );
+    // The JSON bodies were stored as sent; integer, real, text, blob and null come back.
+    let expected = "id|body|score|raw|empty\n\
+                    1|\"milk\"|3.0|blob:\"milk\"|null\n\
+                    2|\"bread\"|3.5|blob:\"bread\"|null\n\
+                    3|\"eggs\"|null|null|null";
+    assert_eq!(get(&http, &base, "/notes").await, ok(expected));
+
+    // The database is the module's, not the version's.
+    install(&http, &base, "notebook", "2.0.0", &spin_kv_sqlite()).await;
+    assert_eq!(get(&http, &base, "/notes").await, ok(expected));
+
+    assert_eq!(
+        get(&http, &base, "/database/other").await,
+        ok("Error::NoSuchDatabase Error::NoSuchDatabase")
+    );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_are_the_modules_configuration_section() {
+    let (base, http) = serving().await;
+    assert_eq!(get(&http, &base, "/greeting").await, ok("hej"));
+    assert_eq!(get(&http, &base, "/variable/answer").await, ok("42"));
+    // Spin 3's wasi:config reads the same section.
+    assert_eq!(get(&http, &base, "/greeting3").await, ok("hej"));
+
+    // A missing variable is the guest's own error path, not a trap.
+    let (status, body) = get(&http, &base, "/variable/colour").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.starts_with("undefined: "), "{body}");
+    assert!(body.contains("[modules.notebook]"), "names the fix: {body}");
+    let (status, body) = get(&http, &base, "/variable/Colour").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.starts_with("invalid-name: "), "{body}");
+    // The instance is still the same healthy one.
+    assert_eq!(get(&http, &base, "/greeting").await, ok("hej"));
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_interfaces_answer_error_values_the_guest_handles() {
+    // The component imports Spin's LLM, Redis, MQTT, MySQL and PostgreSQL: it installs.
+    let (base, http) = serving().await;
+    let (status, body) = get(&http, &base, "/unsupported").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    let expected = [
+        "redis: Error::Other(",
+        "llm: Error::RuntimeError(",
+        "mqtt: Error::ConnectionFailed(",
+        "mysql: Error::ConnectionFailed(",
+        "postgres: Error::ConnectionFailed(",
+        "postgres4: Error::ConnectionFailed(",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{body}");
+    for (line, start) in lines.iter().zip(expected) {
+        assert!(line.starts_with(start), "{line}");
+        assert!(
+            line.contains("not supported by this koupleless base"),
+            "{line}"
+        );
+    }
+    // Nothing trapped: the module goes on serving, its store intact.
+    assert_eq!(get(&http, &base, "/count").await, ok("1"));
+    assert_eq!(get(&http, &base, "/count").await, ok("2"));
+    base.shutdown().await.unwrap();
+}
