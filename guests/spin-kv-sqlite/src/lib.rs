@@ -28,6 +28,7 @@ fn handle(request: Request) -> Response {
         (Method::Get, p) if p.starts_with("/variable/") => variable(&p["/variable/".len()..]),
         (Method::Get, p) if p.starts_with("/store/") => other_store(&p["/store/".len()..]),
         (Method::Get, p) if p.starts_with("/database/") => other_database(&p["/database/".len()..]),
+        (Method::Post, "/sql") => script(&request),
         (Method::Get, "/unsupported") => unsupported(),
         _ => Ok(Response::new(404, "no such route")),
     };
@@ -131,6 +132,22 @@ fn notes() -> Answer {
         lines.push(cells.join("|"));
     }
     ok(lines.join("\n"))
+}
+
+/// Runs the statements of the body (a JSON array of strings) in order, on one connection;
+/// answers one line per statement: `ok <rows>` or the error the host answered.
+fn script(request: &Request) -> Answer {
+    let statements: Vec<String> =
+        serde_json::from_slice(request.body()).map_err(|e| format!("body: {e}"))?;
+    let db = sqlite::Connection::open_default().map_err(|e| format!("open: {e:?}"))?;
+    let answers: Vec<String> = statements
+        .iter()
+        .map(|statement| match db.execute(statement, &[]) {
+            Ok(result) => format!("ok {}", result.rows.len()),
+            Err(e) => format!("{e:?}"),
+        })
+        .collect();
+    ok(answers.join("\n"))
 }
 
 /// A variable (fermyon:spin/variables@2.0.0): its value, or which error the host answered.

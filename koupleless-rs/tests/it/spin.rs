@@ -156,3 +156,98 @@ async fn unsupported_interfaces_answer_error_values_the_guest_handles() {
     assert_eq!(get(&http, &base, "/count").await, ok("2"));
     base.shutdown().await.unwrap();
 }
+
+/// Runs `statements` through the guest on one Spin connection; one answer a statement.
+async fn sql(http: &Http, base: &koupleless::RunningBase, statements: &[&str]) -> Vec<String> {
+    let r = http
+        .send(
+            Method::POST,
+            &app(base, "/notebook/sql"),
+            Some(json!(statements)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.text().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_hold_and_sql_stays_inside_the_modules_own_database() {
+    let (base, http) = serving().await;
+    let outside = tempfile::tempdir().unwrap();
+    let stolen = outside.path().join("stolen.sqlite");
+    let copy = outside.path().join("copy.sqlite");
+    let attach = format!("ATTACH DATABASE '{}' AS stolen", stolen.display());
+    let behind = format!("SELECT 1; {attach}");
+    let vacuum = format!("VACUUM INTO '{}'", copy.display());
+    let answers = sql(
+        &http,
+        &base,
+        &[
+            "CREATE TABLE t (n INTEGER)",
+            "BEGIN",
+            "INSERT INTO t VALUES (1)",
+            "ROLLBACK",
+            "SELECT n FROM t",
+            "BEGIN",
+            "INSERT INTO t VALUES (2)",
+            "SAVEPOINT s",
+            "INSERT INTO t VALUES (3)",
+            "ROLLBACK TO s",
+            "COMMIT",
+            "SELECT n FROM t",
+            "COMMIT",
+            &attach,
+            &behind,
+            &vacuum,
+            "PRAGMA table_info(t)",
+            "PRAGMA journal_mode = DELETE",
+            "SELECT load_extension('/nonexistent/extension')",
+        ],
+    )
+    .await;
+    let expected_start = [
+        "ok 0", "ok 0", "ok 0", "ok 0", "ok 0", // the rolled-back insert is gone
+        "ok 0", "ok 0", "ok 0", "ok 0", "ok 0", "ok 0", "ok 1", // 2 kept, 3 rolled back
+    ];
+    assert_eq!(answers[..12], expected_start, "{answers:#?}");
+    let refusals = [
+        ("COMMIT", "no transaction is open"),
+        ("ATTACH", "ATTACH is not allowed"),
+        ("a second statement", "one statement per execute"),
+        ("VACUUM INTO", "VACUUM is not allowed"),
+    ];
+    for ((what, says), answer) in refusals.iter().zip(&answers[12..16]) {
+        assert!(
+            answer.starts_with("Error::Io(") && answer.contains(says),
+            "{what}: {answer}"
+        );
+    }
+    assert_eq!(answers[16], "ok 1", "a read-only PRAGMA runs: {answers:#?}");
+    assert!(
+        answers[17].contains("PRAGMA journal_mode is not allowed"),
+        "{}",
+        answers[17]
+    );
+    assert!(
+        answers[18].starts_with("Error::Io("),
+        "no extensions: {}",
+        answers[18]
+    );
+    assert!(
+        !stolen.exists() && !copy.exists(),
+        "no file outside the module's database"
+    );
+
+    // A transaction the guest leaves open rolls back when its connection is dropped, and
+    // holds nothing after: the next request writes at once.
+    let answers = sql(&http, &base, &["BEGIN", "INSERT INTO t VALUES (4)"]).await;
+    assert_eq!(answers, ["ok 0", "ok 0"]);
+    let answers = sql(
+        &http,
+        &base,
+        &["INSERT INTO t VALUES (5)", "SELECT n FROM t"],
+    )
+    .await;
+    assert_eq!(answers, ["ok 0", "ok 2"], "2 and 5, not 4");
+    base.shutdown().await.unwrap();
+}

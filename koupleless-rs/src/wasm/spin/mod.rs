@@ -10,6 +10,7 @@
 
 mod key_value;
 mod sqlite;
+mod statement;
 mod unsupported;
 mod variables;
 mod wasi_keyvalue;

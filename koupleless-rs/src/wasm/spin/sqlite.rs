@@ -5,12 +5,18 @@
 //! Spin's `execute` answers rows for any statement. An `INSERT`, `UPDATE`, `DELETE` or
 //! `REPLACE` without `RETURNING` runs as a change (its row id and count feed
 //! `last-insert-rowid` and `changes`) and answers no rows; every other statement runs as a
-//! query, which for DDL answers no rows either.
+//! query, which for DDL answers no rows either. `BEGIN` opens a transaction that holds one
+//! of the database's connections for this Spin connection until `COMMIT` or `ROLLBACK`, or
+//! until the guest drops the connection (then it rolls back). What the base refuses to run
+//! is in `statement.rs`.
 
-use koupleless_module::sql::{Database, Rows, SqlError, Value};
+use koupleless_module::sql::{Database, Outcome, Rows, SqlError, Transaction, Value};
 use wasmtime::component::Resource;
 
-use super::{DEFAULT_LABEL, close_handle, handle, open_handle, quoted};
+use super::{
+    DEFAULT_LABEL, close_handle, handle, open_handle, quoted,
+    statement::{Kind, inspect},
+};
 use crate::wasm::guest_state::GuestState;
 
 /// An open Spin connection to the module's own database.
@@ -18,6 +24,8 @@ use crate::wasm::guest_state::GuestState;
 #[allow(unreachable_pub)]
 pub struct SqlConnection {
     db: Database,
+    /// The transaction `BEGIN` opened, until `COMMIT` or `ROLLBACK`.
+    transaction: Option<Transaction>,
     /// Row id of the last insert on this connection, 0 before any.
     last_insert_rowid: i64,
     /// Rows the last change on this connection touched.
@@ -40,34 +48,21 @@ impl From<SqlError> for Failure {
     }
 }
 
-/// The first keyword of `statement`, past spaces and comments, in capitals (at most eight
-/// letters: enough to tell the ones that matter).
-fn first_keyword(statement: &str) -> String {
-    let mut rest = statement;
-    loop {
-        rest = rest.trim_start();
-        if let Some(comment) = rest.strip_prefix("--") {
-            rest = comment.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(comment) = rest.strip_prefix("/*") {
-            rest = comment.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            break;
-        }
+/// Runs one statement on the open transaction, or else on the database.
+async fn run(
+    db: &Database,
+    transaction: Option<&mut Transaction>,
+    kind: Kind,
+    statement: &str,
+    params: &[Value],
+) -> Result<(Rows, Option<Outcome>), SqlError> {
+    let change = matches!(kind, Kind::Insert | Kind::Change);
+    match (transaction, change) {
+        (Some(tx), true) => Ok((Rows::default(), Some(tx.execute(statement, params).await?))),
+        (Some(tx), false) => Ok((tx.query(statement, params).await?, None)),
+        (None, true) => Ok((Rows::default(), Some(db.execute(statement, params).await?))),
+        (None, false) => Ok((db.query(statement, params).await?, None)),
     }
-    rest.chars()
-        .take_while(char::is_ascii_alphabetic)
-        .take(8)
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
-/// Whether `statement` changes rows and answers none: an `INSERT`, `UPDATE`, `DELETE` or
-/// `REPLACE` without `RETURNING`.
-fn is_change(statement: &str) -> bool {
-    matches!(
-        first_keyword(statement).as_str(),
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE"
-    ) && !statement.to_ascii_uppercase().contains("RETURNING")
 }
 
 impl GuestState {
@@ -84,6 +79,7 @@ impl GuestState {
             .clone();
         let connection = SqlConnection {
             db,
+            transaction: None,
             last_insert_rowid: 0,
             changes: 0,
         };
@@ -96,23 +92,47 @@ impl GuestState {
         statement: &str,
         params: &[Value],
     ) -> Result<Rows, Failure> {
-        let db = handle(self, connection).map_err(Failure::Io)?.db.clone();
-        if !is_change(statement) {
-            return Ok(db.query(statement, params).await?);
-        }
-        let outcome = db.execute(statement, params).await?;
+        let kind = inspect(statement).map_err(Failure::Io)?;
         let open = handle(self, connection).map_err(Failure::Io)?;
-        open.changes = outcome.rows_affected;
-        // An UPDATE or DELETE reports the last insert of whichever pooled connection ran it;
-        // only an insert that inserted moves this connection's.
-        let inserted = matches!(first_keyword(statement).as_str(), "INSERT" | "REPLACE");
-        if let Some(id) = outcome
-            .last_insert_id
-            .filter(|_| inserted && outcome.rows_affected > 0)
-        {
-            open.last_insert_rowid = id;
+        let db = open.db.clone();
+        // Taken out for the call and put back after, so the store is not borrowed across it.
+        let mut transaction = open.transaction.take();
+        let outcome = match (kind, transaction.take()) {
+            (Kind::Begin, Some(tx)) => {
+                transaction = Some(tx);
+                Err(SqlError::Other(
+                    "cannot start a transaction within a transaction: COMMIT or ROLLBACK the open one first".to_owned(),
+                ))
+            }
+            (Kind::Begin, None) => db.transaction().await.map(|tx| {
+                transaction = Some(tx);
+                (Rows::default(), None)
+            }),
+            (Kind::Commit, Some(tx)) => tx.commit().await.map(|()| (Rows::default(), None)),
+            (Kind::Rollback, Some(tx)) => tx.rollback().await.map(|()| (Rows::default(), None)),
+            (Kind::Commit | Kind::Rollback | Kind::Savepoint, None) => Err(SqlError::Other(
+                "no transaction is open on this connection; open one with BEGIN".to_owned(),
+            )),
+            (kind, tx) => {
+                transaction = tx;
+                run(&db, transaction.as_mut(), kind, statement, params).await
+            }
+        };
+        let open = handle(self, connection).map_err(Failure::Io)?;
+        open.transaction = transaction;
+        let (rows, changed) = outcome?;
+        if let Some(outcome) = changed {
+            open.changes = outcome.rows_affected;
+            // An UPDATE or DELETE reports the last insert of whichever connection ran it;
+            // only an insert that inserted moves this connection's.
+            if let Some(id) = outcome
+                .last_insert_id
+                .filter(|_| kind == Kind::Insert && outcome.rows_affected > 0)
+            {
+                open.last_insert_rowid = id;
+            }
         }
-        Ok(Rows::default())
+        Ok(rows)
     }
 
     fn sqlite_counters(&mut self, connection: &Resource<SqlConnection>) -> (i64, u64) {
@@ -237,35 +257,6 @@ mod v3 {
         async fn drop(&mut self, connection: Resource<SqlConnection>) -> wasmtime::Result<()> {
             close_handle(self, connection);
             Ok(())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_change;
-
-    #[test]
-    fn changes_are_told_from_queries() {
-        for change in [
-            "INSERT INTO t VALUES (1)",
-            "  insert into t values (1)",
-            "-- note\nUPDATE t SET a = 1",
-            "/* x */ delete from t",
-            "REPLACE INTO t VALUES (1)",
-        ] {
-            assert!(is_change(change), "{change}");
-        }
-        for query in [
-            "SELECT 1",
-            "CREATE TABLE t (a)",
-            "INSERT INTO t VALUES (1) RETURNING a",
-            "WITH x AS (SELECT 1) SELECT * FROM x",
-            "INSERTED",
-            "",
-            "-- only a comment",
-        ] {
-            assert!(!is_change(query), "{query}");
         }
     }
 }
