@@ -20,6 +20,9 @@ fn handle(request: Request) -> Response {
     let answer = match (request.method(), path.as_str()) {
         (Method::Get, "/count") => count(),
         (Method::Get, "/count3") => count3(),
+        (Method::Get, "/cas3") => cas3(),
+        (Method::Get, "/batch3") => batch3(),
+        (Method::Get, "/config3") => config_all(),
         (Method::Post, "/notes") => add_note(&request),
         (Method::Get, "/notes") => notes(),
         (Method::Post, "/notes3") => add_note3(&request),
@@ -65,6 +68,48 @@ fn count3() -> Answer {
         .list_keys(None)
         .map_err(|e| format!("list-keys: {e:?}"))?;
     ok(format!("{n} {}", keys.keys.join(",")))
+}
+
+/// A compare-and-swap that loses to a `set` in between, then wins on the second try.
+fn cas3() -> Answer {
+    use keyvalue::atomics::{Cas, CasError, swap};
+    let bucket = keyvalue::store::open("default").map_err(|e| format!("open: {e:?}"))?;
+    bucket.set("cas", b"a").map_err(|e| format!("set: {e:?}"))?;
+    let cas = Cas::new(&bucket, "cas").map_err(|e| format!("cas: {e:?}"))?;
+    bucket.set("cas", b"b").map_err(|e| format!("set: {e:?}"))?;
+    let text = |v: Option<Vec<u8>>| String::from_utf8_lossy(&v.unwrap_or_default()).into_owned();
+    let retry = match swap(cas, b"x") {
+        Ok(()) => return ok("the first swap won against a newer value"),
+        Err(CasError::StoreError(e)) => return Err(format!("swap: {e:?}")),
+        Err(CasError::CasFailed(retry)) => retry,
+    };
+    let seen = text(retry.current().map_err(|e| format!("current: {e:?}"))?);
+    swap(retry, b"y").map_err(|e| format!("second swap: {e:?}"))?;
+    let now = text(bucket.get("cas").map_err(|e| format!("get: {e:?}"))?);
+    ok(format!("failed, saw {seen}, then {now}"))
+}
+
+/// Sets, reads and deletes several keys at once.
+fn batch3() -> Answer {
+    use keyvalue::batch::{delete_many, get_many, set_many};
+    let bucket = keyvalue::store::open("default").map_err(|e| format!("open: {e:?}"))?;
+    let pairs = [
+        ("b1".to_owned(), b"1".to_vec()),
+        ("b2".to_owned(), b"2".to_vec()),
+    ];
+    set_many(&bucket, &pairs).map_err(|e| format!("set-many: {e:?}"))?;
+    let keys = ["b1".to_owned(), "b2".to_owned(), "b3".to_owned()];
+    let got: Vec<String> = get_many(&bucket, &keys)
+        .map_err(|e| format!("get-many: {e:?}"))?
+        .into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={}", String::from_utf8_lossy(&v)),
+            None => format!("{k}=none"),
+        })
+        .collect();
+    delete_many(&bucket, &keys[..2]).map_err(|e| format!("delete-many: {e:?}"))?;
+    let left = bucket.exists("b1").map_err(|e| format!("exists: {e:?}"))?;
+    ok(format!("{} b1 left: {left}", got.join(" ")))
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, score REAL, raw BLOB)";
@@ -171,6 +216,14 @@ fn config_value(name: &str) -> Answer {
         Ok(None) => Ok(Response::new(404, "none")),
         Err(e) => Ok(Response::new(502, format!("{e:?}"))),
     }
+}
+
+/// Every configuration value (wasi:config/store), sorted, one `key=value` a line.
+fn config_all() -> Answer {
+    let mut all = config::get_all().map_err(|e| format!("get-all: {e:?}"))?;
+    all.sort();
+    let lines: Vec<String> = all.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    ok(lines.join("\n"))
 }
 
 /// Opens a store other than the default: the error the host answered.

@@ -65,6 +65,16 @@ async fn the_default_store_keeps_a_counter_across_an_upgrade() {
     assert_eq!(get(&http, &base, "/count3").await, ok("1 count,count3"));
     assert_eq!(get(&http, &base, "/count3").await, ok("2 count,count3"));
 
+    // Compare-and-swap loses to a change in between, and wins when retried; batches.
+    assert_eq!(
+        get(&http, &base, "/cas3").await,
+        ok("failed, saw b, then y")
+    );
+    assert_eq!(
+        get(&http, &base, "/batch3").await,
+        ok("b1=1 b2=2 b3=none b1 left: false")
+    );
+
     // No store but `default`, in either generation.
     assert_eq!(
         get(&http, &base, "/store/finance").await,
@@ -114,6 +124,13 @@ async fn variables_are_the_modules_configuration_section() {
     assert_eq!(get(&http, &base, "/variable/answer").await, ok("42"));
     // Spin 3's wasi:config reads the same section.
     assert_eq!(get(&http, &base, "/greeting3").await, ok("hej"));
+    let (status, all) = get(&http, &base, "/config3").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all: Vec<&str> = all.lines().collect();
+    assert!(
+        all.contains(&"greeting=hej") && all.contains(&"answer=42"),
+        "{all:?}"
+    );
 
     // A missing variable is the guest's own error path, not a trap.
     let (status, body) = get(&http, &base, "/variable/colour").await;
