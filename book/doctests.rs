@@ -48,6 +48,7 @@ pub mod chapters {
         Concepts = "src/concepts.md",
         Health = "src/health.md",
         WasmModules = "src/wasm-modules.md",
+        Spin = "src/spin.md",
         Data = "src/data.md",
         ReleasingModules = "src/releasing-modules.md",
         Kubernetes = "src/kubernetes.md",

@@ -27,6 +27,8 @@ pub use value::{Outcome, Row, Rows, SqlError, Value};
 #[cfg(not(target_family = "wasm"))]
 mod backend;
 #[cfg(not(target_family = "wasm"))]
+pub mod guard;
+#[cfg(not(target_family = "wasm"))]
 pub mod migrate;
 #[cfg(all(feature = "postgres", not(target_family = "wasm")))]
 pub mod postgres;

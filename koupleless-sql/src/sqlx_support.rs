@@ -100,6 +100,7 @@ macro_rules! sqlx_backend {
             }
 
             async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+                crate::guard::statement(statement)?;
                 crate::sqlx_support::timed(&self.limits, async {
                     let mut conn = self.pool.acquire().await.map_err(error)?;
                     query_on(&mut conn, statement, params, &self.limits).await
@@ -112,6 +113,7 @@ macro_rules! sqlx_backend {
                 statement: &str,
                 params: &[Value],
             ) -> Result<Outcome, SqlError> {
+                crate::guard::statement(statement)?;
                 crate::sqlx_support::timed(&self.limits, async {
                     let mut conn = self.pool.acquire().await.map_err(error)?;
                     execute_on(&mut conn, statement, params).await
@@ -139,6 +141,7 @@ macro_rules! sqlx_backend {
         #[async_trait::async_trait]
         impl crate::SqlTransaction for $transaction {
             async fn query(&mut self, statement: &str, params: &[Value]) -> Result<Rows, SqlError> {
+                crate::guard::in_transaction(statement)?;
                 let limits = self.limits;
                 crate::sqlx_support::timed(
                     &limits,
@@ -152,12 +155,14 @@ macro_rules! sqlx_backend {
                 statement: &str,
                 params: &[Value],
             ) -> Result<Outcome, SqlError> {
+                crate::guard::in_transaction(statement)?;
                 let limits = self.limits;
                 crate::sqlx_support::timed(&limits, execute_on(&mut self.tx, statement, params))
                     .await
             }
 
             async fn execute_script(&mut self, script: &str) -> Result<(), SqlError> {
+                crate::guard::script(script)?;
                 let limits = self.limits;
                 crate::sqlx_support::timed(&limits, async {
                     sqlx::raw_sql(sql(script))

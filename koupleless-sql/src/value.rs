@@ -235,6 +235,10 @@ pub enum SqlError {
     /// A value could not be sent or read as one of the value types.
     #[error("unsupported value: {0}")]
     Type(String),
+    /// The statement reaches past the module's database (`ATTACH`, a `PRAGMA` that writes),
+    /// holds a second statement, or controls a transaction outside the transaction API.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
     /// The transaction is over (committed, rolled back, or its request ended).
     #[error("the transaction is no longer open: {0}")]
     Closed(String),

@@ -69,6 +69,7 @@ impl Module for Hello {
             .route("/sql/left-open", get(left_open))
             .route("/sql/rolled-back", get(rolled_back))
             .route("/sql/granted/{name}", get(granted))
+            .route("/sql/raw", koupleless_module::axum::routing::post(raw))
             .with_state(ctx.clone())
     }
 
@@ -235,6 +236,15 @@ async fn granted(State(ctx): State<ModuleContext>, Path(name): Path<String>) -> 
     match ctx.database(&name).query("SELECT 1 AS one", &[]).await {
         Ok(_) => "ok".to_owned(),
         Err(e @ SqlError::NotGranted(_)) => format!("not granted: {e}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Runs the body (a JSON string) as one statement on the module's own database: the rows'
+/// count, or the error value's text.
+async fn raw(State(ctx): State<ModuleContext>, Json(statement): Json<String>) -> String {
+    match ctx.db().query(&statement, &[]).await {
+        Ok(rows) => format!("rows: {}", rows.len()),
         Err(e) => format!("error: {e}"),
     }
 }

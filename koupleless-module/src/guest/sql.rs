@@ -146,6 +146,7 @@ fn from_wit_error(e: wit::Error) -> SqlError {
         wit::Error::Timeout(m) => SqlError::Timeout(m),
         wit::Error::TooLarge(m) => SqlError::TooLarge(m),
         wit::Error::UnsupportedValue(m) => SqlError::Type(m),
+        wit::Error::NotAllowed(m) => SqlError::NotAllowed(m),
         wit::Error::Closed(m) => SqlError::Closed(m),
         wit::Error::Unavailable(m) => SqlError::Unavailable(m),
         wit::Error::Other(m) => SqlError::Other(m),

@@ -72,6 +72,9 @@ impl WasmEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         Bindings::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(err)?;
+        // Spin components import their SDK's whole world: link all of it, granting only what
+        // the module already has (its store, database and configuration).
+        super::spin::add_to_linker(&mut linker).map_err(err)?;
         let cache = match config.cache_dir.as_deref() {
             Some(dir) => {
                 ComponentCache::open(dir).map_err(|why| WasmError::new("(engine)", why))?

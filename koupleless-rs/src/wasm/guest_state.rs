@@ -22,6 +22,8 @@ pub(crate) struct GuestState {
     capabilities: Option<Arc<Capabilities>>,
     outbound: Outbound,
     sql: SqlSession,
+    /// Spin resources (stores, connections) the guest holds open in `table`.
+    spin_handles: usize,
 }
 
 impl WasiView for GuestState {
@@ -55,6 +57,7 @@ impl GuestState {
             capabilities,
             outbound,
             sql: SqlSession::default(),
+            spin_handles: 0,
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -84,7 +87,7 @@ impl GuestState {
         self.limits.largest
     }
 
-    /// The instance's resources (WASI's and the module's own: its open transactions).
+    /// The instance's resources (WASI's, its open transactions, its Spin handles).
     pub(crate) fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }
@@ -92,6 +95,11 @@ impl GuestState {
     /// The instance's SQL state: its database handles and open transactions.
     pub(crate) fn sql(&mut self) -> &mut SqlSession {
         &mut self.sql
+    }
+
+    /// How many Spin resources the guest holds open.
+    pub(crate) fn spin_handles(&mut self) -> &mut usize {
+        &mut self.spin_handles
     }
 
     /// The module's capabilities, once it has started.

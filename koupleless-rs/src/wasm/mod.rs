@@ -12,6 +12,7 @@ mod host;
 mod instance_pool;
 mod module;
 mod outbound;
+mod spin;
 mod sql_host;
 
 pub(crate) use engine::WasmEngine;

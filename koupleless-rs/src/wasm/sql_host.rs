@@ -220,6 +220,7 @@ impl From<SqlError> for WitError {
             SqlError::Timeout(m) => WitError::Timeout(m),
             SqlError::TooLarge(m) => WitError::TooLarge(m),
             SqlError::Type(m) => WitError::UnsupportedValue(m),
+            SqlError::NotAllowed(m) => WitError::NotAllowed(m),
             SqlError::Closed(m) => WitError::Closed(m),
             SqlError::Unavailable(m) => WitError::Unavailable(m),
             SqlError::Other(m) => WitError::Other(m),

@@ -9,6 +9,7 @@ mod kernel;
 mod redis_kv;
 mod request_span;
 mod rollout_lease;
+mod spin;
 mod storage;
 mod storage_s3;
 mod support;

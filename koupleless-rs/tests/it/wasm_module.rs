@@ -433,3 +433,36 @@ async fn a_transaction_ends_with_its_request_and_an_ungranted_database_is_an_err
     }
     base.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modules_sql_reaches_its_own_database_only() {
+    let (base, http) = serving(vec![], WASM_CONFIG, None).await;
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("other.sqlite");
+    let url = app(&base, "/hello/sql/raw");
+    let raw = |statement: String| {
+        let (http, url) = (&http, url.clone());
+        async move { http.post(&url, json!(statement)).await.text() }
+    };
+    for statement in [
+        format!("ATTACH DATABASE '{}' AS other", file.display()),
+        format!("SELECT 1; ATTACH '{}' AS other", file.display()),
+        format!("VACUUM INTO '{}'", file.display()),
+        "PRAGMA journal_mode = DELETE".to_owned(),
+        "BEGIN".to_owned(),
+        "COMMIT".to_owned(),
+    ] {
+        let answer = raw(statement.clone()).await;
+        assert!(
+            answer.starts_with("error: not allowed"),
+            "{statement}: {answer}"
+        );
+    }
+    assert!(
+        !file.exists(),
+        "nothing was written outside the module's database"
+    );
+    assert_eq!(raw("SELECT 1 AS one".to_owned()).await, "rows: 1");
+    assert_eq!(raw("PRAGMA table_info(note)".to_owned()).await, "rows: 2");
+    base.shutdown().await.expect("clean shutdown");
+}

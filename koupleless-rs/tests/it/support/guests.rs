@@ -24,6 +24,13 @@ pub fn hello_module() -> PathBuf {
     build("hello-module", "hello_module.wasm")
 }
 
+/// guests/spin-kv-sqlite: a component built with the Spin SDK 5.2 (`#[http_component]`), no
+/// manifest, using Spin's key-value, SQLite and variables, and calling what the base does
+/// not support.
+pub fn spin_kv_sqlite() -> PathBuf {
+    build("spin-kv-sqlite", "spin_kv_sqlite.wasm")
+}
+
 /// Builds `guests/<crate_dir>` in release for wasm32-wasip2 and returns the component's path.
 /// A missing target is a test failure with cargo's message, never a skip.
 fn build(crate_dir: &str, file: &str) -> PathBuf {
