@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use koupleless_module::{KeyValue, ModuleClient, ModuleContext, ModuleKey};
 
-use super::{outbound::Outbound, sql_host::SqlSession};
+use super::{outbound::Outbound, sql_session::SqlSession};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, component::ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};

@@ -14,6 +14,7 @@ mod module;
 mod outbound;
 mod spin;
 mod sql_host;
+mod sql_session;
 
 pub(crate) use engine::WasmEngine;
 pub(crate) use module::{ManifestOverrides, WasmModule};

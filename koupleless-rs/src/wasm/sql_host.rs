@@ -2,9 +2,9 @@
 //! its context (its own SQLite, the base's databases granted to it), with transactions bound
 //! to the request that opened them. Every failure goes back to the guest as an `error` value.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
-use koupleless_module::sql::{Database, Outcome, Rows, SqlError, Transaction, Value};
+use koupleless_module::sql::{Database, Outcome, Rows, SqlError, Value};
 use tokio::sync::Mutex;
 use wasmtime::component::Resource;
 
@@ -14,52 +14,17 @@ use super::{
         Error as WitError, Host, HostTransaction, Outcome as WitOutcome, Rows as WitRows,
         Value as WitValue,
     },
+    sql_session::{SqlSession, TransactionSlot},
 };
 
 /// Transactions one request may hold open at once.
 const MAX_OPEN_TRANSACTIONS: usize = 16;
-/// How long the rollback of a transaction a request left open may take.
-const ROLLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Named databases one instance keeps handles to (names come from the guest).
 const MAX_DATABASE_NAMES: usize = 64;
 
 /// A transaction as the guest holds it; `None` once it is over.
 #[allow(unreachable_pub)]
-pub struct OpenTransaction(Arc<Mutex<Option<Transaction>>>);
-
-/// The SQL state of one instance: handles to the databases it used, and the transactions
-/// of the request it is serving.
-#[derive(Default)]
-pub(crate) struct SqlSession {
-    named: HashMap<String, Database>,
-    open: Vec<Arc<Mutex<Option<Transaction>>>>,
-}
-
-impl SqlSession {
-    /// Rolls back every transaction the request left open. The base calls it when a request
-    /// ends; an instance thrown away (a trap, a timeout) drops them, which rolls back too.
-    pub(crate) async fn end_request(&mut self) {
-        for slot in self.open.drain(..) {
-            let open = slot.lock().await.take();
-            if let Some(tx) = open {
-                // A rollback that does not answer in time drops the connection instead,
-                // which the database rolls back on its own.
-                match tokio::time::timeout(ROLLBACK_TIMEOUT, tx.rollback()).await {
-                    Ok(Ok(())) => {
-                        tracing::debug!("rolled back a transaction the request left open");
-                    }
-                    Ok(Err(e)) => tracing::warn!(
-                        error = %e,
-                        "rolling back a transaction the request left open failed"
-                    ),
-                    Err(_) => tracing::warn!(
-                        "rolling back a transaction the request left open took too long; its connection was dropped"
-                    ),
-                }
-            }
-        }
-    }
-}
+pub struct OpenTransaction(TransactionSlot);
 
 impl GuestState {
     fn database(&mut self, name: Option<String>) -> Result<Database, SqlError> {
@@ -70,7 +35,7 @@ impl GuestState {
         let Some(name) = name else {
             return Ok(caps.ctx.db().clone());
         };
-        let session = self.sql();
+        let session: &mut SqlSession = self.sql();
         if let Some(db) = session.named.get(&name) {
             return Ok(db.clone());
         }
@@ -101,10 +66,7 @@ impl GuestState {
         Ok(rows)
     }
 
-    fn slot(
-        &mut self,
-        tx: &Resource<OpenTransaction>,
-    ) -> Result<Arc<Mutex<Option<Transaction>>>, SqlError> {
+    fn slot(&mut self, tx: &Resource<OpenTransaction>) -> Result<TransactionSlot, SqlError> {
         self.table()
             .get(tx)
             .map(|t| Arc::clone(&t.0))
