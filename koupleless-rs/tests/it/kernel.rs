@@ -46,6 +46,9 @@ async fn serves_modules_probes_admin_and_metrics() {
         "/startupz",
         "/health/liveness",
         "/health/readiness",
+        "/actuator/health",
+        "/actuator/health/liveness",
+        "/actuator/health/readiness",
     ] {
         let r = http.get(&app(&base, path)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
@@ -360,6 +363,49 @@ async fn missing_required_module_means_not_ready_but_live() {
         http.get(&app(&base, "/attendance/hello")).await.status,
         StatusCode::OK
     );
+    base.shutdown().await.unwrap();
+}
+
+/// What a manifest written for a Spring Boot (Koupleless) base probes, answered as Spring
+/// Boot Actuator answers it, on both listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spring_boot_actuator_probe_paths_answer_as_spring_does() {
+    let payroll = TestModule::new("payroll", "1.0.0", "/payroll");
+    let probe = Arc::clone(&payroll.probe);
+    let base = start_base(vec![payroll], "[health]\nrequired_modules = [\"payroll\"]").await;
+    let http = Http::new();
+    let urls = [app(&base, "/actuator/health"), admin(&base, "/actuator/health")];
+    for url in &urls {
+        for group in ["", "/liveness", "/readiness"] {
+            let r = http.get(&format!("{url}{group}")).await;
+            assert_eq!(r.status, StatusCode::OK, "{url}{group}: {}", r.text());
+            assert_eq!(r.json(), json!({"status": "UP"}), "{url}{group}");
+            assert_eq!(
+                r.headers[http::header::CONTENT_TYPE],
+                "application/vnd.spring-boot.actuator.v3+json",
+                "{url}{group}"
+            );
+        }
+    }
+    // A client that accepts plain JSON only gets plain JSON.
+    let r = http.get_accepting(&urls[0], "application/json").await;
+    assert_eq!(r.headers[http::header::CONTENT_TYPE], "application/json");
+
+    *probe.health.lock().unwrap() = Some(Health::Down("ledger unreachable".to_owned()));
+    eventually(WAIT, "readiness OUT_OF_SERVICE while payroll is down", || async {
+        let r = http.get(&format!("{}/readiness", urls[0])).await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE
+            && r.json() == json!({"status": "OUT_OF_SERVICE"})
+    })
+    .await;
+    for url in &urls {
+        let r = http.get(url).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{url}");
+        assert_eq!(r.json(), json!({"status": "OUT_OF_SERVICE"}), "{url}");
+        let r = http.get(&format!("{url}/liveness")).await;
+        assert_eq!(r.status, StatusCode::OK, "live while not ready: {url}");
+        assert_eq!(r.json(), json!({"status": "UP"}));
+    }
     base.shutdown().await.unwrap();
 }
 
