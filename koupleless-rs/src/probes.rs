@@ -128,7 +128,10 @@ fn overall_status(live: bool, ready: bool) -> &'static str {
     }
 }
 
-async fn actuator_health(State(handle): State<BaseHandle>, headers: HeaderMap) -> impl IntoResponse {
+async fn actuator_health(
+    State(handle): State<BaseHandle>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     let report = handle.health();
     actuator(&headers, overall_status(report.live, report.ready))
 }

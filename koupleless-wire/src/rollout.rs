@@ -234,13 +234,17 @@ mod tests {
             .insert("a".to_owned(), pod(PodOutcome::Installing));
         record.settle();
         assert_eq!(record.status, RolloutStatus::InProgress);
-        record.pods.insert("a".to_owned(), pod(PodOutcome::Succeeded));
+        record
+            .pods
+            .insert("a".to_owned(), pod(PodOutcome::Succeeded));
         record.settle();
         assert_eq!(record.status, RolloutStatus::Succeeded, "the lone base");
         record.pods.insert("b".to_owned(), pod(PodOutcome::Aborted));
         record.settle();
         assert_eq!(record.status, RolloutStatus::InProgress, "b tries again");
-        record.pods.insert("b".to_owned(), pod(PodOutcome::Succeeded));
+        record
+            .pods
+            .insert("b".to_owned(), pod(PodOutcome::Succeeded));
         record.settle();
         assert_eq!(record.status, RolloutStatus::Succeeded);
         record.failure = Some(PodFailure {

@@ -8,9 +8,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use koupleless_wire::{
-    ModuleKey, PodFailure, PodRecord, RolloutEvent, RolloutRecord,
-};
+use koupleless_wire::{ModuleKey, PodFailure, PodRecord, RolloutEvent, RolloutRecord};
 
 use super::{Coordination, CoordinationError, EVENTS_KEPT, Lease, retried};
 

@@ -131,7 +131,10 @@ fn installed(info: &ModuleInfo) -> Value {
         fields.insert("code".to_owned(), json!("SUCCESS"));
         fields.insert(
             "message".to_owned(),
-            json!(format!("Install Biz: {}:{} success", info.name, info.version)),
+            json!(format!(
+                "Install Biz: {}:{} success",
+                info.name, info.version
+            )),
         );
         fields.insert("bizInfos".to_owned(), json!([biz]));
     }
@@ -197,9 +200,10 @@ async fn install_biz(
     {
         match handle.modules().await {
             Ok(all) => {
-                if all.iter().any(|m| {
-                    m.name == req.biz_name && &m.version == version && m.state.is_live()
-                }) {
+                if all
+                    .iter()
+                    .any(|m| m.name == req.biz_name && &m.version == version && m.state.is_live())
+                {
                     return repeat_biz(&req.biz_name, version);
                 }
             }

@@ -40,7 +40,10 @@ fn check_biz(biz: &Value, name: &str, version: &str, state: &str) {
     for record in records {
         let time = record["changeTime"].as_str().expect("changeTime is text");
         assert!(is_arklet_time(time), "changeTime `{time}`: {biz}");
-        assert!(record["changeTimeMs"].as_u64().is_some_and(|ms| ms > 0), "{biz}");
+        assert!(
+            record["changeTimeMs"].as_u64().is_some_and(|ms| ms > 0),
+            "{biz}"
+        );
         assert!(record["reason"].is_string() && record["message"].is_string());
     }
     assert!(
@@ -62,7 +65,14 @@ async fn every_supported_command_answers_as_arklet_does() {
         .iter()
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .collect();
-    for id in ["installBiz", "uninstallBiz", "switchBiz", "queryAllBiz", "health", "help"] {
+    for id in [
+        "installBiz",
+        "uninstallBiz",
+        "switchBiz",
+        "queryAllBiz",
+        "health",
+        "help",
+    ] {
         assert!(ids.contains(&id.to_owned()), "{id} missing from {help}");
     }
 
@@ -90,7 +100,10 @@ async fn every_supported_command_answers_as_arklet_does() {
             .contains("payroll:1.0.0 has been installed or registered"),
         "{r}"
     );
-    assert_eq!(http.get(&app(&base, "/payroll/hello")).await.text(), "payroll@1.0.0");
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@1.0.0"
+    );
 
     // A new version: Arklet's ClientResponse in `data`.
     let r = arklet(
@@ -102,7 +115,13 @@ async fn every_supported_command_answers_as_arklet_does() {
     .await;
     assert_eq!(r["code"], "SUCCESS", "{r}");
     assert_eq!(r["data"]["code"], "SUCCESS", "{r}");
-    assert!(r["data"]["message"].as_str().unwrap().contains("payroll:2.0.0"), "{r}");
+    assert!(
+        r["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("payroll:2.0.0"),
+        "{r}"
+    );
     let infos = r["data"]["bizInfos"].as_array().expect("bizInfos");
     assert_eq!(infos.len(), 1, "{r}");
     check_biz(&infos[0], "payroll", "2.0.0", "DEACTIVATED");
@@ -124,7 +143,10 @@ async fn every_supported_command_answers_as_arklet_does() {
     )
     .await;
     assert_eq!(r["code"], "SUCCESS", "{r}");
-    assert_eq!(http.get(&app(&base, "/payroll/hello")).await.text(), "payroll@2.0.0");
+    assert_eq!(
+        http.get(&app(&base, "/payroll/hello")).await.text(),
+        "payroll@2.0.0"
+    );
     let all = arklet(&http, &base, "queryAllBiz", json!({})).await;
     for b in all["data"].as_array().unwrap() {
         match b["bizVersion"].as_str().unwrap() {
@@ -151,14 +173,22 @@ async fn every_supported_command_answers_as_arklet_does() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let r = r.json();
     assert_eq!(r["code"], "CMD_NOT_FOUND", "{r}");
-    assert!(r["message"].as_str().unwrap().starts_with("please follow the doc"), "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("please follow the doc"),
+        "{r}"
+    );
     // Not a command: other methods and deeper paths keep the plain 404.
     assert_eq!(
         http.get(&admin(&base, "/nosuchCommand")).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        http.post(&admin(&base, "/no/such/path"), json!({})).await.status,
+        http.post(&admin(&base, "/no/such/path"), json!({}))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     base.shutdown().await.unwrap();

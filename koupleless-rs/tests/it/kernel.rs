@@ -374,7 +374,10 @@ async fn spring_boot_actuator_probe_paths_answer_as_spring_does() {
     let probe = Arc::clone(&payroll.probe);
     let base = start_base(vec![payroll], "[health]\nrequired_modules = [\"payroll\"]").await;
     let http = Http::new();
-    let urls = [app(&base, "/actuator/health"), admin(&base, "/actuator/health")];
+    let urls = [
+        app(&base, "/actuator/health"),
+        admin(&base, "/actuator/health"),
+    ];
     for url in &urls {
         for group in ["", "/liveness", "/readiness"] {
             let r = http.get(&format!("{url}{group}")).await;
@@ -392,11 +395,15 @@ async fn spring_boot_actuator_probe_paths_answer_as_spring_does() {
     assert_eq!(r.headers[http::header::CONTENT_TYPE], "application/json");
 
     *probe.health.lock().unwrap() = Some(Health::Down("ledger unreachable".to_owned()));
-    eventually(WAIT, "readiness OUT_OF_SERVICE while payroll is down", || async {
-        let r = http.get(&format!("{}/readiness", urls[0])).await;
-        r.status == StatusCode::SERVICE_UNAVAILABLE
-            && r.json() == json!({"status": "OUT_OF_SERVICE"})
-    })
+    eventually(
+        WAIT,
+        "readiness OUT_OF_SERVICE while payroll is down",
+        || async {
+            let r = http.get(&format!("{}/readiness", urls[0])).await;
+            r.status == StatusCode::SERVICE_UNAVAILABLE
+                && r.json() == json!({"status": "OUT_OF_SERVICE"})
+        },
+    )
     .await;
     for url in &urls {
         let r = http.get(url).await;

@@ -87,7 +87,10 @@ async fn the_newest_release_is_installed_and_replaces_the_current_one_under_load
 
     for version in ["1.0.0", "1.1.0"] {
         let record = rollout(&http, &base, version).await.expect("a record");
-        assert_eq!(record["status"], "succeeded", "the only base serves it: {record}");
+        assert_eq!(
+            record["status"], "succeeded",
+            "the only base serves it: {record}"
+        );
         let pods = record["pods"].as_object().expect("pods");
         assert_eq!(pods.len(), 1, "{record}");
         let pod = pods.values().next().unwrap();
