@@ -231,7 +231,15 @@ async fn uninstall_biz(
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
-    outcome(handle.uninstall(&req.biz_name, version).await)
+    match handle.uninstall(&req.biz_name, version).await {
+        // Arklet's cause for it, which Koupleless' module-controller counts as uninstalled.
+        Err(err @ (BaseError::NotInstalled { .. } | BaseError::UnknownModule { .. })) => {
+            let mut reply = failed(&err);
+            reply.0.data = json!({"code": "NOT_FOUND_BIZ", "message": err.report()});
+            reply
+        }
+        result => outcome(result),
+    }
 }
 
 async fn switch_biz(

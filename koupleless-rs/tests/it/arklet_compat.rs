@@ -163,6 +163,17 @@ async fn every_supported_command_answers_as_arklet_does() {
     )
     .await;
     assert_eq!(r["code"], "SUCCESS", "{r}");
+    // Again: Arklet's NOT_FOUND_BIZ, which module-controller counts as uninstalled.
+    let r = arklet(
+        &http,
+        &base,
+        "uninstallBiz",
+        json!({"bizName": "payroll", "bizVersion": "1.0.0"}),
+    )
+    .await;
+    assert_eq!(r["code"], "FAILED", "{r}");
+    assert_eq!(r["data"]["code"], "NOT_FOUND_BIZ", "{r}");
+    assert_eq!(r["errorCode"], "NOT_INSTALLED", "{r}");
 
     let health = arklet(&http, &base, "health", json!({})).await;
     assert_eq!(health["code"], "SUCCESS", "{health}");
