@@ -252,7 +252,7 @@ impl BaseProcess {
         let envelope: Json = serde_json::from_slice(&reply.body)
             .with_context(|| format!("installBiz answered {}", reply.text()))?;
         ensure!(
-            envelope["code"] == "SUCCESS" && envelope["data"]["bizState"] == "activated",
+            envelope["code"] == "SUCCESS" && envelope["data"]["bizState"] == "ACTIVATED",
             "installBiz failed: {envelope}"
         );
         Ok(())

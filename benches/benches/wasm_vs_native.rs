@@ -351,7 +351,7 @@ impl BaseProcess {
         let reply = client::get(self.app, &path).await?;
         let took = started.elapsed();
         ensure!(
-            data["bizState"] == "activated",
+            data["bizState"] == "ACTIVATED",
             "{} installed as {data}",
             guest.name
         );
@@ -375,7 +375,7 @@ impl BaseProcess {
             .arklet("uninstallBiz", json!({ "bizName": guest.name }))
             .await?;
         ensure!(
-            data["bizState"] == "stopped",
+            data["bizState"] == "STOPPED",
             "{} uninstalled as {data}",
             guest.name
         );

@@ -61,14 +61,14 @@ async fn cycle(
     version: &str,
 ) {
     let r = install(http, base, "cycler", version, artifact).await;
-    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(r["data"]["bizState"], "ACTIVATED", "{r}");
     let r = http.get(&app(base, "/cycler/hello")).await;
     assert_eq!(
         (r.status, r.text()),
         (StatusCode::OK, format!("cycler@{version}"))
     );
     let r = arklet(http, base, "uninstallBiz", json!({"bizName": "cycler"})).await;
-    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    assert_eq!(r["data"]["bizState"], "STOPPED", "{r}");
 }
 
 /// The tests of this binary measure the whole process: one runs at a time.

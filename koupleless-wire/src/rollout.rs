@@ -15,7 +15,8 @@ pub struct RolloutRecord {
     /// The version being rolled out.
     pub version: Version,
     /// `failed` once any base failed to install it: no other base installs it until a newer
-    /// version appears or an operator retries it. `in_progress` otherwise.
+    /// version appears or an operator retries it. `succeeded` once every base that recorded
+    /// an attempt serves it; `in_progress` otherwise.
     pub status: RolloutStatus,
     /// The failure that halted the rollout.
     pub failure: Option<PodFailure>,
@@ -31,6 +32,8 @@ pub struct RolloutRecord {
 pub enum RolloutStatus {
     /// Bases install it in turn.
     InProgress,
+    /// Every base that attempted it serves it.
+    Succeeded,
     /// Halted cluster-wide after a failure.
     Failed,
 }
@@ -112,10 +115,11 @@ pub enum EventKind {
 }
 
 impl RolloutStatus {
-    /// The name used in the admin API: `in_progress` or `failed`.
+    /// The name used in the admin API: `in_progress`, `succeeded` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             RolloutStatus::InProgress => "in_progress",
+            RolloutStatus::Succeeded => "succeeded",
             RolloutStatus::Failed => "failed",
         }
     }
@@ -157,6 +161,25 @@ impl RolloutRecord {
             events: Vec::new(),
         }
     }
+
+    /// Sets `status` from the failure and the pods' outcomes: `failed` when halted,
+    /// `succeeded` when at least one base attempted it and every base that did serves it,
+    /// `in_progress` otherwise. The records know the bases that attempted the release, not
+    /// the cluster's size: a base that has not taken the lease yet is not counted.
+    pub fn settle(&mut self) {
+        self.status = if self.failure.is_some() {
+            RolloutStatus::Failed
+        } else if !self.pods.is_empty()
+            && self
+                .pods
+                .values()
+                .all(|p| p.outcome == PodOutcome::Succeeded)
+        {
+            RolloutStatus::Succeeded
+        } else {
+            RolloutStatus::InProgress
+        };
+    }
 }
 
 #[cfg(test)]
@@ -165,7 +188,11 @@ mod tests {
 
     #[test]
     fn names_match_the_json() {
-        for status in [RolloutStatus::InProgress, RolloutStatus::Failed] {
+        for status in [
+            RolloutStatus::InProgress,
+            RolloutStatus::Succeeded,
+            RolloutStatus::Failed,
+        ] {
             assert_eq!(
                 serde_json::to_value(status).unwrap(),
                 status.as_str(),
@@ -184,5 +211,48 @@ mod tests {
                 "{outcome:?}"
             );
         }
+    }
+
+    fn pod(outcome: PodOutcome) -> PodRecord {
+        PodRecord {
+            outcome,
+            reason: None,
+            fence: 1,
+            started_at_ms: 1,
+            finished_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_release_succeeds_once_every_base_that_attempted_it_serves_it() {
+        let version = Version::parse("2.0.0").unwrap();
+        let mut record = RolloutRecord::new("attendance", &version);
+        record.settle();
+        assert_eq!(record.status, RolloutStatus::InProgress, "nobody tried yet");
+        record
+            .pods
+            .insert("a".to_owned(), pod(PodOutcome::Installing));
+        record.settle();
+        assert_eq!(record.status, RolloutStatus::InProgress);
+        record
+            .pods
+            .insert("a".to_owned(), pod(PodOutcome::Succeeded));
+        record.settle();
+        assert_eq!(record.status, RolloutStatus::Succeeded, "the lone base");
+        record.pods.insert("b".to_owned(), pod(PodOutcome::Aborted));
+        record.settle();
+        assert_eq!(record.status, RolloutStatus::InProgress, "b tries again");
+        record
+            .pods
+            .insert("b".to_owned(), pod(PodOutcome::Succeeded));
+        record.settle();
+        assert_eq!(record.status, RolloutStatus::Succeeded);
+        record.failure = Some(PodFailure {
+            pod: "c".to_owned(),
+            reason: "does not compile".to_owned(),
+            at_ms: 2,
+        });
+        record.settle();
+        assert_eq!(record.status, RolloutStatus::Failed);
     }
 }

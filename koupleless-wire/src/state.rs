@@ -44,6 +44,19 @@ impl ModuleState {
         }
     }
 
+    /// The name Arklet (SOFAArk's `BizState`, serialized by name) uses in `bizState`:
+    /// `RESOLVED`, `ACTIVATED`, `DEACTIVATED`, and, for the states Arklet lacks,
+    /// `STOPPED` and `BROKEN`.
+    pub fn arklet_name(self) -> &'static str {
+        match self {
+            ModuleState::Resolved => "RESOLVED",
+            ModuleState::Activated => "ACTIVATED",
+            ModuleState::Deactivated => "DEACTIVATED",
+            ModuleState::Stopped => "STOPPED",
+            ModuleState::Broken => "BROKEN",
+        }
+    }
+
     /// Resolved, activated or deactivated: an instance exists.
     pub fn is_live(self) -> bool {
         matches!(
@@ -77,6 +90,23 @@ pub struct StateChange {
     pub message: String,
 }
 
+impl StateChange {
+    /// When it happened as Arklet writes `changeTime`: `yyyy-MM-dd HH:mm:ss.SSS`, in UTC
+    /// (Koupleless' module-controller parses it so, dropping the milliseconds).
+    pub fn arklet_change_time(&self) -> String {
+        let rfc3339 = humantime::format_rfc3339_millis(self.time).to_string();
+        rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
+    }
+
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub fn time_ms(&self) -> u64 {
+        self.time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
 fn serialize_time<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*time))
 }
@@ -104,5 +134,8 @@ mod tests {
         assert_eq!(json["time"], "2023-11-14T22:13:20.123Z");
         assert_eq!(json["state"], "activated");
         assert_eq!(serde_json::from_value::<StateChange>(json).unwrap(), change);
+        assert_eq!(change.arklet_change_time(), "2023-11-14 22:13:20.123");
+        assert_eq!(change.time_ms(), 1_700_000_000_123);
+        assert_eq!(change.state.arklet_name(), "ACTIVATED");
     }
 }

@@ -8,9 +8,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use koupleless_wire::{
-    ModuleKey, PodFailure, PodRecord, RolloutEvent, RolloutRecord, RolloutStatus,
-};
+use koupleless_wire::{ModuleKey, PodFailure, PodRecord, RolloutEvent, RolloutRecord};
 
 use super::{Coordination, CoordinationError, EVENTS_KEPT, Lease, retried};
 
@@ -139,8 +137,8 @@ impl Coordination for LocalCoordination {
         }
         if let Some(halt) = halt {
             record.failure = Some(halt);
-            record.status = RolloutStatus::Failed;
         }
+        record.settle();
         record.events.push(event);
         if let Some(excess) = record.events.len().checked_sub(EVENTS_KEPT) {
             record.events.drain(..excess);
@@ -160,7 +158,7 @@ impl Coordination for LocalCoordination {
         if record.failure.take().is_none() {
             return Ok(false);
         }
-        record.status = RolloutStatus::InProgress;
+        record.settle();
         record.events.push(retried(by));
         Ok(true)
     }

@@ -286,11 +286,8 @@ impl Coordination for RedisCoordination {
             .map(|(ModuleKey { name, version }, (pods, failure, events))| {
                 let failure: Option<PodFailure> =
                     failure.and_then(|f| serde_json::from_str(&f).ok());
-                RolloutRecord {
-                    status: match failure {
-                        Some(_) => RolloutStatus::Failed,
-                        None => RolloutStatus::InProgress,
-                    },
+                let mut record = RolloutRecord {
+                    status: RolloutStatus::InProgress,
                     failure,
                     pods: pods
                         .into_iter()
@@ -302,7 +299,9 @@ impl Coordination for RedisCoordination {
                         .collect(),
                     module: name,
                     version,
-                }
+                };
+                record.settle();
+                record
             })
             .collect())
     }

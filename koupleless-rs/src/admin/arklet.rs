@@ -1,12 +1,15 @@
 //! Arklet's commands and envelope, so Koupleless tools and habits carry over:
 //! `POST /installBiz`, `/uninstallBiz`, `/switchBiz`, `/queryAllBiz`, `/health`, `/help`,
-//! each answering `{code, message, data}`.
+//! each answering `{code, message, data}`; any other `POST /<command>` answers Arklet's
+//! `CMD_NOT_FOUND`.
 
 use axum::{
     Json, Router,
     extract::{State, rejection::JsonRejection},
+    response::{IntoResponse, Response},
     routing::post,
 };
+use http::{Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -104,17 +107,69 @@ pub(crate) fn biz_info(info: &ModuleInfo) -> Value {
     json!({
         "bizName": info.name,
         "bizVersion": info.version.to_string(),
-        "bizState": info.state,
+        "identity": format!("{}:{}", info.name, info.version),
+        "bizState": info.state.arklet_name(),
         "webContextPath": info.prefix,
         "health": info.health,
         "inFlight": info.in_flight,
         "bizStateRecords": info.history.iter().map(|c| json!({
-            "changeTime": c.time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-            "state": c.state,
+            "changeTime": c.arklet_change_time(),
+            "changeTimeMs": c.time_ms(),
+            "state": c.state.arklet_name(),
             "reason": c.reason,
             "message": c.message,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// `installBiz`'s `data`: Arklet's `ClientResponse` (`code`, `message`, `bizInfos`) around
+/// the installed version's fields, which stay at the top for tools written for this base.
+fn installed(info: &ModuleInfo) -> Value {
+    let biz = biz_info(info);
+    let mut data = biz.clone();
+    if let Value::Object(fields) = &mut data {
+        fields.insert("code".to_owned(), json!("SUCCESS"));
+        fields.insert(
+            "message".to_owned(),
+            json!(format!(
+                "Install Biz: {}:{} success",
+                info.name, info.version
+            )),
+        );
+        fields.insert("bizInfos".to_owned(), json!([biz]));
+    }
+    data
+}
+
+/// Arklet's answer to installing a name and version that is already installed.
+fn repeat_biz(name: &str, version: &Version) -> Json<Envelope> {
+    let message = format!(
+        "Biz: {name}:{version} has been installed or registered; uninstall it first, or switch to it with switchBiz"
+    );
+    Json(Envelope {
+        code: "FAILED",
+        message: Some(message.clone()),
+        error_code: Some("REPEAT_BIZ"),
+        data: json!({"code": "REPEAT_BIZ", "message": message}),
+    })
+}
+
+/// What Arklet answers a command it does not know, on any path: HTTP 200, `CMD_NOT_FOUND`.
+/// Other methods keep an empty 404, as for any unknown path.
+pub(super) async fn unknown_command(method: Method, uri: Uri) -> Response {
+    let command = uri.path().trim_start_matches('/');
+    if method != Method::POST || command.is_empty() || command.contains('/') {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    Json(Envelope {
+        code: "CMD_NOT_FOUND",
+        message: Some(format!(
+            "please follow the doc: `{command}` is not a command; POST /help lists them"
+        )),
+        error_code: None,
+        data: Value::Null,
+    })
+    .into_response()
 }
 
 fn outcome(result: Result<ModuleInfo, BaseError>) -> Json<Envelope> {
@@ -137,6 +192,24 @@ async fn install_biz(
             "installBiz needs bizName (a native module) or bizUrl (a wasm component)".to_owned(),
         );
     }
+    // Arklet refuses an identity it already has, unless `uninstallThenInstall` replaces it;
+    // an unversioned install (our extension) stays idempotent.
+    if let Some(version) = &version
+        && !req.biz_name.is_empty()
+        && req.install_strategy != Some(Strategy::UninstallThenInstall)
+    {
+        match handle.modules().await {
+            Ok(all) => {
+                if all
+                    .iter()
+                    .any(|m| m.name == req.biz_name && &m.version == version && m.state.is_live())
+                {
+                    return repeat_biz(&req.biz_name, version);
+                }
+            }
+            Err(err) => return failed(&err),
+        }
+    }
     let request = InstallRequest {
         name: req.biz_name,
         version,
@@ -144,7 +217,10 @@ async fn install_biz(
         artifact: req.biz_url,
         prefix: req.prefix,
     };
-    outcome(handle.install(request).await)
+    match handle.install(request).await {
+        Ok(info) => success(installed(&info)),
+        Err(err) => failed(&err),
+    }
 }
 
 async fn uninstall_biz(
@@ -155,7 +231,15 @@ async fn uninstall_biz(
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
-    outcome(handle.uninstall(&req.biz_name, version).await)
+    match handle.uninstall(&req.biz_name, version).await {
+        // Arklet's cause for it, which Koupleless' module-controller counts as uninstalled.
+        Err(err @ (BaseError::NotInstalled { .. } | BaseError::UnknownModule { .. })) => {
+            let mut reply = failed(&err);
+            reply.0.data = json!({"code": "NOT_FOUND_BIZ", "message": err.report()});
+            reply
+        }
+        result => outcome(result),
+    }
 }
 
 async fn switch_biz(

@@ -25,6 +25,7 @@ pub(crate) fn admin_router(
         .merge(arklet::routes())
         .merge(rest::routes(max_artifact_bytes))
         .route("/metrics", get(metrics))
+        .fallback(arklet::unknown_command)
         .with_state(handle);
     if let Some(token) = config.token.clone().filter(|t| !t.is_empty()) {
         router = router.layer(middleware::from_fn_with_state(

@@ -196,7 +196,7 @@ async fn a_granted_postgres_database_is_reached_and_others_are_not() {
     );
     let info = biz(&http, &base, "ledger", "2.0.0").await;
     assert!(
-        info.as_ref().is_some_and(|i| i["bizState"] == "activated"),
+        info.as_ref().is_some_and(|i| i["bizState"] == "ACTIVATED"),
         "{info:?}"
     );
     server.start_again();
@@ -324,7 +324,7 @@ async fn migrations_apply_before_start_and_a_failing_one_leaves_the_old_version_
         biz(&http, &base, "ledger", "1.0.0")
             .await
             .map(|b| b["bizState"].clone()),
-        Some(json!("activated"))
+        Some(json!("ACTIVATED"))
     );
     base.shutdown().await.unwrap();
 }

@@ -46,6 +46,9 @@ async fn serves_modules_probes_admin_and_metrics() {
         "/startupz",
         "/health/liveness",
         "/health/readiness",
+        "/actuator/health",
+        "/actuator/health/liveness",
+        "/actuator/health/readiness",
     ] {
         let r = http.get(&app(&base, path)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
@@ -77,7 +80,7 @@ async fn serves_modules_probes_admin_and_metrics() {
         .map(|b| b["bizName"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["benefits", "onboarding"]);
-    assert_eq!(all["data"][1]["bizState"], "activated");
+    assert_eq!(all["data"][1]["bizState"], "ACTIVATED");
     assert_eq!(all["data"][1]["webContextPath"], "/onboarding");
 
     let modules = http.get(&admin(&base, "/modules")).await.json();
@@ -129,7 +132,7 @@ async fn upgrade_under_steady_load_fails_no_request() {
     )
     .await;
     assert_eq!(up["code"], "SUCCESS", "{up}");
-    assert_eq!(up["data"]["bizState"], "activated");
+    assert_eq!(up["data"]["bizState"], "ACTIVATED");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let back = arklet(
         &http,
@@ -166,7 +169,7 @@ async fn upgrade_under_steady_load_fails_no_request() {
         "v1 stopped before its requests drained"
     );
     let v2_record = biz(&http, &base, "payroll", "2.0.0").await.unwrap();
-    assert_eq!(v2_record["bizState"], "stopped");
+    assert_eq!(v2_record["bizState"], "STOPPED");
     assert!(
         v2_record["bizStateRecords"]
             .to_string()
@@ -187,7 +190,7 @@ async fn handler_panic_is_a_500_for_that_request_only() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         biz(&http, &base, "ledger", "1.0.0").await.unwrap()["bizState"],
-        "activated"
+        "ACTIVATED"
     );
     let metrics = http.get(&admin(&base, "/metrics")).await.text();
     assert!(
@@ -230,7 +233,7 @@ async fn failed_start_never_gets_traffic_and_old_version_keeps_serving() {
         "payroll@1.0.0"
     );
     let v2 = biz(&http, &base, "payroll", "2.0.0").await.unwrap();
-    assert_eq!(v2["bizState"], "broken");
+    assert_eq!(v2["bizState"], "BROKEN");
     let reasons: Vec<_> = v2["bizStateRecords"]
         .as_array()
         .unwrap()
@@ -360,6 +363,56 @@ async fn missing_required_module_means_not_ready_but_live() {
         http.get(&app(&base, "/attendance/hello")).await.status,
         StatusCode::OK
     );
+    base.shutdown().await.unwrap();
+}
+
+/// What a manifest written for a Spring Boot (Koupleless) base probes, answered as Spring
+/// Boot Actuator answers it, on both listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spring_boot_actuator_probe_paths_answer_as_spring_does() {
+    let payroll = TestModule::new("payroll", "1.0.0", "/payroll");
+    let probe = Arc::clone(&payroll.probe);
+    let base = start_base(vec![payroll], "[health]\nrequired_modules = [\"payroll\"]").await;
+    let http = Http::new();
+    let urls = [
+        app(&base, "/actuator/health"),
+        admin(&base, "/actuator/health"),
+    ];
+    for url in &urls {
+        for group in ["", "/liveness", "/readiness"] {
+            let r = http.get(&format!("{url}{group}")).await;
+            assert_eq!(r.status, StatusCode::OK, "{url}{group}: {}", r.text());
+            assert_eq!(r.json(), json!({"status": "UP"}), "{url}{group}");
+            assert_eq!(
+                r.headers[http::header::CONTENT_TYPE],
+                "application/vnd.spring-boot.actuator.v3+json",
+                "{url}{group}"
+            );
+        }
+    }
+    // A client that accepts plain JSON only gets plain JSON.
+    let r = http.get_accepting(&urls[0], "application/json").await;
+    assert_eq!(r.headers[http::header::CONTENT_TYPE], "application/json");
+
+    *probe.health.lock().unwrap() = Some(Health::Down("ledger unreachable".to_owned()));
+    eventually(
+        WAIT,
+        "readiness OUT_OF_SERVICE while payroll is down",
+        || async {
+            let r = http.get(&format!("{}/readiness", urls[0])).await;
+            r.status == StatusCode::SERVICE_UNAVAILABLE
+                && r.json() == json!({"status": "OUT_OF_SERVICE"})
+        },
+    )
+    .await;
+    for url in &urls {
+        let r = http.get(url).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{url}");
+        assert_eq!(r.json(), json!({"status": "OUT_OF_SERVICE"}), "{url}");
+        let r = http.get(&format!("{url}/liveness")).await;
+        assert_eq!(r.status, StatusCode::OK, "live while not ready: {url}");
+        assert_eq!(r.json(), json!({"status": "UP"}));
+    }
     base.shutdown().await.unwrap();
 }
 
@@ -521,7 +574,7 @@ async fn install_only_then_switch_and_uninstall_then_install() {
         json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "installOnly"}),
     )
     .await;
-    assert_eq!(r["data"]["bizState"], "deactivated", "{r}");
+    assert_eq!(r["data"]["bizState"], "DEACTIVATED", "{r}");
     assert_eq!(http.get(&hello).await.text(), "payroll@1.0.0");
 
     let r = arklet(
@@ -531,11 +584,11 @@ async fn install_only_then_switch_and_uninstall_then_install() {
         json!({"bizName": "payroll", "bizVersion": "2.0.0"}),
     )
     .await;
-    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(r["data"]["bizState"], "ACTIVATED", "{r}");
     assert_eq!(http.get(&hello).await.text(), "payroll@2.0.0");
     assert_eq!(
         biz(&http, &base, "payroll", "1.0.0").await.unwrap()["bizState"],
-        "deactivated"
+        "DEACTIVATED"
     );
 
     // Rollback re-activates the kept version without starting it again.
@@ -549,15 +602,15 @@ async fn install_only_then_switch_and_uninstall_then_install() {
     assert_eq!(http.get(&hello).await.text(), "payroll@1.0.0");
 
     let r = arklet(&http, &base, "installBiz", json!({"bizName": "payroll", "bizVersion": "2.0.0", "installStrategy": "uninstallThenInstall"})).await;
-    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(r["data"]["bizState"], "ACTIVATED", "{r}");
     assert_eq!(http.get(&hello).await.text(), "payroll@2.0.0");
     assert_eq!(
         biz(&http, &base, "payroll", "1.0.0").await.unwrap()["bizState"],
-        "stopped"
+        "STOPPED"
     );
 
     let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "payroll"})).await;
-    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    assert_eq!(r["data"]["bizState"], "STOPPED", "{r}");
     assert_eq!(http.get(&hello).await.status, StatusCode::NOT_FOUND);
     let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "payroll"})).await;
     assert_eq!(r["errorCode"], "NOT_INSTALLED", "{r}");
@@ -655,7 +708,7 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
         "{ticks} ticks in 500 ms: more than one ticking task"
     );
     let b = biz(&http, &base, "payroll", "1.0.0").await.unwrap();
-    assert_eq!(b["bizState"], "activated");
+    assert_eq!(b["bizState"], "ACTIVATED");
     assert!(
         b["bizStateRecords"].to_string().contains("worker crashed"),
         "{b}"
@@ -666,7 +719,7 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
     );
 
     eventually(WAIT, "expenses broken after repeated failures", || async {
-        biz(&http, &base, "expenses", "1.0.0").await.unwrap()["bizState"] == "broken"
+        biz(&http, &base, "expenses", "1.0.0").await.unwrap()["bizState"] == "BROKEN"
     })
     .await;
     let r = http.get(&app(&base, "/expenses/hello")).await;
@@ -688,7 +741,7 @@ async fn failing_module_is_restarted_then_broken_past_the_meltdown_limit() {
     ));
     // Uninstalling the broken module frees its prefix.
     let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "expenses"})).await;
-    assert_eq!(r["data"]["bizState"], "broken", "{r}");
+    assert_eq!(r["data"]["bizState"], "BROKEN", "{r}");
     assert_eq!(
         http.get(&app(&base, "/expenses/hello")).await.status,
         StatusCode::NOT_FOUND
@@ -707,7 +760,7 @@ async fn failed_reinstall_of_a_broken_version_keeps_the_503_until_uninstalled() 
     let base = start_base(vec![doomed], "").await;
     let http = Http::new();
     eventually(WAIT, "expenses broken after repeated failures", || async {
-        biz(&http, &base, "expenses", "1.0.0").await.unwrap()["bizState"] == "broken"
+        biz(&http, &base, "expenses", "1.0.0").await.unwrap()["bizState"] == "BROKEN"
     })
     .await;
     assert_eq!(
@@ -743,7 +796,7 @@ async fn failed_reinstall_of_a_broken_version_keeps_the_503_until_uninstalled() 
     // Uninstalling frees the prefix.
     let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "expenses"})).await;
     assert_eq!(r["code"], "SUCCESS", "{r}");
-    assert_eq!(r["data"]["bizState"], "broken", "{r}");
+    assert_eq!(r["data"]["bizState"], "BROKEN", "{r}");
     assert_eq!(
         http.get(&app(&base, "/expenses/hello")).await.status,
         StatusCode::NOT_FOUND
@@ -849,7 +902,7 @@ async fn uninstall_cancels_the_module_tasks() {
     })
     .await;
     let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "payroll"})).await;
-    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    assert_eq!(r["data"]["bizState"], "STOPPED", "{r}");
     let after_stop = probe.ticks.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
@@ -976,7 +1029,7 @@ async fn key_value_state_outlives_an_upgrade_and_is_scoped_per_module() {
         json!({"bizName": "ledgers", "bizVersion": "2.0.0"}),
     )
     .await;
-    assert_eq!(r["data"]["bizState"], "activated", "{r}");
+    assert_eq!(r["data"]["bizState"], "ACTIVATED", "{r}");
     assert_eq!(
         http.get(&app(&base, "/ledgers/hello")).await.text(),
         "ledgers@2.0.0"

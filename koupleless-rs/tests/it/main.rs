@@ -3,6 +3,7 @@
 //! test (`tests/wasm_memory.rs`) has a process of its own, since it measures the process.
 
 mod architecture;
+mod arklet_compat;
 mod data;
 mod hardening;
 mod kernel;

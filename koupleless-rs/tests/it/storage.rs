@@ -87,7 +87,10 @@ async fn the_newest_release_is_installed_and_replaces_the_current_one_under_load
 
     for version in ["1.0.0", "1.1.0"] {
         let record = rollout(&http, &base, version).await.expect("a record");
-        assert_eq!(record["status"], "in_progress", "{record}");
+        assert_eq!(
+            record["status"], "succeeded",
+            "the only base serves it: {record}"
+        );
         let pods = record["pods"].as_object().expect("pods");
         assert_eq!(pods.len(), 1, "{record}");
         let pod = pods.values().next().unwrap();
@@ -109,6 +112,30 @@ async fn the_newest_release_is_installed_and_replaces_the_current_one_under_load
         states.contains(&"\"1.0.0\":\"stopped\"".to_owned()),
         "{states:?}"
     );
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_release_on_the_only_base_is_succeeded_once_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_base(vec![], &config(dir.path(), "", "")).await;
+    let http = Http::new();
+    release(dir.path(), "hello/2.0.0/module.wasm", &component(), true);
+    serving(&http, &base, "hello@2.0.0").await;
+    eventually(WITHIN, "the 2.0.0 rollout marked succeeded", || async {
+        rollout(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| r["status"] == "succeeded")
+    })
+    .await;
+    let all = http.get(&admin(&base, "/rollouts")).await.json();
+    let record = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["module"] == "hello" && r["version"] == "2.0.0")
+        .expect("listed in GET /rollouts");
+    assert_eq!(record["status"], "succeeded", "{record}");
     base.shutdown().await.unwrap();
 }
 

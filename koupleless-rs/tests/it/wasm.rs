@@ -30,7 +30,7 @@ async fn a_plain_component_installs_and_serves_under_its_prefix() {
     let http = Http::new();
     let started = Instant::now();
     let r = install(&http, &base, "greeter", "1.0.0", &artifact).await;
-    assert_eq!(r["data"]["bizState"], "activated");
+    assert_eq!(r["data"]["bizState"], "ACTIVATED");
     let r = http.get(&app(&base, "/greeter/hello")).await;
     let first_answer = started.elapsed();
     assert_eq!(
@@ -52,7 +52,7 @@ async fn a_plain_component_installs_and_serves_under_its_prefix() {
         StatusCode::NOT_FOUND
     );
     let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": "greeter"})).await;
-    assert_eq!(r["data"]["bizState"], "stopped", "{r}");
+    assert_eq!(r["data"]["bizState"], "STOPPED", "{r}");
     assert_eq!(
         http.get(&app(&base, "/greeter/hello")).await.status,
         StatusCode::NOT_FOUND
@@ -261,7 +261,7 @@ async fn requests_that_trap_or_time_out_never_break_the_module() {
         assert!(failed.is_empty(), "normal requests failed: {failed:?}");
     }
     let record = biz(&http, &base, "crasher", "1.0.0").await.unwrap();
-    assert_eq!(record["bizState"], "activated", "{record}");
+    assert_eq!(record["bizState"], "ACTIVATED", "{record}");
     assert!(
         !record["bizStateRecords"].to_string().contains("trapped"),
         "{record}"
@@ -323,7 +323,7 @@ async fn a_growing_heap_is_recycled_before_it_reaches_the_cap() {
     assert!(recycles > 0, "no instance was recycled:\n{metrics}");
     println!("100,000 requests, {recycles} instances recycled, largest heap {most_kib} KiB");
     let record = biz(&http, &base, "grower", "1.0.0").await.unwrap();
-    assert_eq!(record["bizState"], "activated", "{record}");
+    assert_eq!(record["bizState"], "ACTIVATED", "{record}");
     base.shutdown().await.unwrap();
 }
 

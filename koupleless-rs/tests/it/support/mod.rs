@@ -312,7 +312,25 @@ impl Http {
     }
 
     pub async fn send(&self, method: Method, url: &str, body: Option<Value>) -> Reply {
+        self.send_with(method, url, body, None).await
+    }
+
+    /// A GET with this `Accept` header.
+    pub async fn get_accepting(&self, url: &str, accept: &str) -> Reply {
+        self.send_with(Method::GET, url, None, Some(accept)).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        accept: Option<&str>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(url);
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
