@@ -361,7 +361,7 @@ fn run_part(
         module_connections: base.module_connections,
         results,
     };
-    base.stop()?;
+    base.process.stop()?;
     Ok(part)
 }
 
