@@ -131,9 +131,11 @@ struct AttendanceDays {
 #[koupleless_module::module(name = "payroll", prefix = "/payroll")]
 #[koupleless_module::async_trait]
 impl Module for Payroll {
+    // ANCHOR: migrations
     fn migrations(&self) -> Vec<koupleless_module::sql::Migration> {
         koupleless_module::migrations!()
     }
+    // ANCHOR_END: migrations
 
     async fn start(&self, ctx: &ModuleContext) -> Result<(), ModuleError> {
         let config: PayrollConfig = ctx.config()?;
