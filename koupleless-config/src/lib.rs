@@ -30,8 +30,8 @@ pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
 pub use redact::redact_url;
 pub use sections::{
     AdminConfig, Config, ConnectionLimits, DataConfig, DatabaseConfig, HealthConfig,
-    KeyValueConfig, LogConfig, LogFormat, ProbeListeners, RedisConfig, RolloutConfig, ServerConfig,
-    ShutdownConfig, StorageConfig, SupervisorConfig, UpgradeConfig, WasmConfig,
+    KeyValueConfig, LeaseScope, LogConfig, LogFormat, ProbeListeners, RedisConfig, RolloutConfig,
+    ServerConfig, ShutdownConfig, StorageConfig, SupervisorConfig, UpgradeConfig, WasmConfig,
 };
 
 /// Environment variable naming the configuration file.

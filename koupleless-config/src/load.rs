@@ -311,6 +311,42 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_scope_is_the_base_when_a_module_drains_unless_set() {
+        use crate::LeaseScope;
+        let scope = |toml: &str| {
+            let loaded = LoadedConfig::from_figment(
+                figment::Figment::from(figment::providers::Serialized::defaults(Config::default()))
+                    .merge(figment::providers::Toml::string(toml)),
+            )
+            .expect("valid config");
+            loaded.modules.lease_scope(
+                loaded.config.rollout.lease_scope,
+                loaded.config.upgrade.strategy,
+            )
+        };
+        assert_eq!(scope(""), LeaseScope::Module, "swap everywhere");
+        assert_eq!(
+            scope("[modules.payroll]\nstrategy = \"drain\"\n"),
+            LeaseScope::Base
+        );
+        assert_eq!(scope("[upgrade]\nstrategy = \"drain\"\n"), LeaseScope::Base);
+        assert_eq!(
+            scope("[rollout]\nlease_scope = \"module\"\n[modules.payroll]\nstrategy = \"drain\"\n"),
+            LeaseScope::Module,
+            "set, it wins"
+        );
+        let err = LoadedConfig::from_figment(
+            figment::Figment::from(figment::providers::Serialized::defaults(Config::default()))
+                .merge(figment::providers::Toml::string(
+                    "[rollout]\nlease_scope = \"pod\"\n",
+                )),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("rollout.lease_scope"), "{err}");
+    }
+
+    #[test]
     fn bad_value_names_key_and_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("base.toml", "[upgrade]\ndrain_timeout = \"soon\"\n")?;

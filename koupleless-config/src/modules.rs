@@ -7,7 +7,7 @@ use figment::Figment;
 use koupleless_wire::Strategy;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ConfigError;
+use crate::{error::ConfigError, sections::LeaseScope};
 
 /// The keys the base reads from a module's own `[modules.<name>]` section.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -132,6 +132,24 @@ impl ModulesConfig {
     /// The names of the modules that have a section.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sections.keys().map(String::as_str)
+    }
+
+    /// What a rollout lease covers: `rollout.lease_scope` when set; else one lease for the
+    /// whole base when `default` (`upgrade.strategy`) or any module's strategy is `drain`,
+    /// so that at most `rollout.max_parallel` bases are out of the load balancer at once.
+    pub fn lease_scope(&self, configured: Option<LeaseScope>, default: Strategy) -> LeaseScope {
+        configured.unwrap_or_else(|| {
+            let drains = default == Strategy::Drain
+                || self
+                    .sections
+                    .values()
+                    .any(|m| m.settings.strategy == Some(Strategy::Drain));
+            if drains {
+                LeaseScope::Base
+            } else {
+                LeaseScope::Module
+            }
+        })
     }
 }
 

@@ -561,6 +561,14 @@ pub struct StorageConfig {
     /// Largest artifact the base downloads, in MiB: a larger one is refused from its listed
     /// size, and a download that streams past it is stopped.
     pub max_artifact_mib: u64,
+    /// A starting base reports not started and not ready until its first listing of `url`
+    /// has been installed (every module on the version storage says), so a new pod takes
+    /// traffic with the current releases, not its image's.
+    pub wait_for_first_sync: bool,
+    /// How long a starting base waits for its first sync: after it, the base serves what it
+    /// has and health detail says what the sync still waits for.
+    #[serde(with = "humantime_serde")]
+    pub first_sync_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -573,6 +581,8 @@ impl Default for StorageConfig {
             backoff_max: Duration::from_secs(60),
             uninstall_removed: false,
             max_artifact_mib: 64,
+            wait_for_first_sync: true,
+            first_sync_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -581,9 +591,17 @@ impl Default for StorageConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RolloutConfig {
-    /// Bases of the cluster that may install the same module at once. With `redis.url` set
-    /// the limit holds across the cluster; without, the base only limits itself.
+    /// Bases of the cluster that may install at once: the same module (`lease_scope =
+    /// "module"`) or anything (`lease_scope = "base"`). With `redis.url` set the limit holds
+    /// across the cluster; without, the base only limits itself.
     pub max_parallel: usize,
+    /// What one rollout lease covers: `"base"` (at most `max_parallel` bases install
+    /// anything at once, whatever the module: with `drain`, at most `max_parallel` bases
+    /// are out of the load balancer) or `"module"` (at most `max_parallel` bases install
+    /// each module; two modules released together may take two bases out at once). Unset:
+    /// `"base"` when the default strategy or any configured module's is `drain`, else
+    /// `"module"`.
+    pub lease_scope: Option<LeaseScope>,
     /// How long a lease outlives a base that stops renewing it (one killed mid-install).
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
@@ -596,10 +614,23 @@ impl Default for RolloutConfig {
     fn default() -> Self {
         Self {
             max_parallel: 1,
+            lease_scope: None,
             lease_ttl: Duration::from_secs(15),
             pod: None,
         }
     }
+}
+
+/// `rollout.lease_scope`: what one rollout lease covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseScope {
+    /// One lease for every module: a base installs one release at a time, and at most
+    /// `rollout.max_parallel` bases install at once.
+    Base,
+    /// A lease per module: at most `rollout.max_parallel` bases install the same module at
+    /// once; different modules roll out side by side.
+    Module,
 }
 
 impl RolloutConfig {

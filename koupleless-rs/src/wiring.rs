@@ -95,6 +95,9 @@ pub(crate) async fn spawn(
         installer: Arc::new(base.clone()),
         pod: config.rollout.pod_name(),
         lease_ttl: config.rollout.lease_ttl,
+        lease_scope: env
+            .modules
+            .lease_scope(config.rollout.lease_scope, config.upgrade.strategy),
         failed_here: Default::default(),
     });
     let (coordinator, _) = Actor::spawn_linked(
@@ -105,6 +108,10 @@ pub(crate) async fn spawn(
             modules: env.modules.clone(),
             uninstall_removed: config.storage.uninstall_removed,
             health: Arc::clone(&health_port),
+            first_sync_timeout: config
+                .storage
+                .wait_for_first_sync
+                .then_some(config.storage.first_sync_timeout),
         },
         base.get_cell(),
     )

@@ -29,7 +29,8 @@ pub fn now_ms() -> u64 {
 /// A held lease: the base may install `module` until it is released or lost.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
-    /// The module the lease is for.
+    /// What the lease covers: a module's name, or `*` for every module
+    /// (`rollout.lease_scope = "base"`).
     pub module: String,
     /// Which of the module's `rollout.max_parallel` slots it holds.
     pub slot: usize,
@@ -90,8 +91,9 @@ pub trait Coordination: Send + Sync + 'static {
     /// Whether the store answers.
     async fn check(&self) -> Result<(), CoordinationError>;
 
-    /// Takes one of the module's `max_parallel` lease slots for `ttl`, with a new fence
-    /// number; `None` when all are held.
+    /// Takes one of `module`'s `max_parallel` lease slots for `ttl`, with a new fence
+    /// number; `None` when all are held. `module` is what the lease covers: a module's name,
+    /// or `*` for every module.
     async fn acquire(
         &self,
         module: &str,
@@ -116,6 +118,13 @@ pub trait Coordination: Send + Sync + 'static {
         pod: Option<PodRecord>,
         halt: Option<PodFailure>,
     ) -> Result<(), CoordinationError>;
+
+    /// Announces that base `pod` takes part in rollouts for the next `ttl`: a release is
+    /// `succeeded` once every announced base serves it. A single base needs no announcing.
+    async fn present(&self, pod: &str, ttl: Duration) -> Result<(), CoordinationError> {
+        let _ = (pod, ttl);
+        Ok(())
+    }
 
     /// Every release's record, by module then version.
     async fn records(&self) -> Result<Vec<RolloutRecord>, CoordinationError>;

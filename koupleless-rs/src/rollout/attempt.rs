@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use koupleless_config::LeaseScope;
 use koupleless_module::{ModuleKey, Version};
 use koupleless_release::{
     StorageError, Store,
@@ -23,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Fence, HeldLease, Installer, Release};
 use crate::{error::BaseError, metrics, report::Chain};
+
+/// The lease name every module shares under `rollout.lease_scope = "base"`: not a valid
+/// module name, so it cannot collide with one.
+const EVERY_MODULE: &str = "*";
 
 /// How an attempt on one module ended.
 #[derive(Debug)]
@@ -50,6 +55,8 @@ pub(crate) struct Rollout {
     /// This base's name in the records.
     pub(crate) pod: String,
     pub(crate) lease_ttl: Duration,
+    /// `rollout.lease_scope`, resolved: one lease per module, or one for the whole base.
+    pub(crate) lease_scope: LeaseScope,
     /// Releases that failed here and whose halt could not be recorded.
     pub(crate) failed_here: FailedHere,
 }
@@ -264,11 +271,16 @@ impl Rollout {
         }
     }
 
-    /// Takes the module's lease, or says why not.
+    /// Takes the lease that covers `module` (its own, or the one every module shares under
+    /// `rollout.lease_scope = "base"`), or says why not.
     async fn take_lease(&self, module: &str) -> Result<Lease, Attempt> {
+        let scope = match self.lease_scope {
+            LeaseScope::Module => module,
+            LeaseScope::Base => EVERY_MODULE,
+        };
         match self
             .coordination
-            .acquire(module, &new_token(&self.pod), self.lease_ttl)
+            .acquire(scope, &new_token(&self.pod), self.lease_ttl)
             .await
         {
             Ok(Some(lease)) => Ok(lease),
@@ -291,17 +303,17 @@ impl Rollout {
                 match coordination.renew(&lease, ttl).await {
                     Ok(true) => confirmed = Instant::now(),
                     Ok(false) => {
-                        tracing::warn!(module = %lease.module, fence = lease.fence, "the rollout lease was taken over; aborting the install");
+                        tracing::warn!(lease = %lease.module, fence = lease.fence, "the rollout lease was taken over; aborting the install");
                         lost.cancel();
                         return;
                     }
                     Err(e) if confirmed.elapsed() >= ttl * 2 / 3 => {
-                        tracing::warn!(module = %lease.module, fence = lease.fence, error = %Chain(&e), "the rollout lease could not be renewed in time; aborting the install");
+                        tracing::warn!(lease = %lease.module, fence = lease.fence, error = %Chain(&e), "the rollout lease could not be renewed in time; aborting the install");
                         lost.cancel();
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(module = %lease.module, error = %Chain(&e), "renewing the rollout lease failed; retrying")
+                        tracing::warn!(lease = %lease.module, error = %Chain(&e), "renewing the rollout lease failed; retrying")
                     }
                 }
             }
@@ -323,7 +335,7 @@ impl HeldLease for Renewal {
         match self.coordination.renew(&self.lease, self.ttl).await {
             Ok(held) => held,
             Err(e) => {
-                tracing::warn!(module = %self.lease.module, error = %Chain(&e), "cannot confirm the rollout lease before activation; not activating");
+                tracing::warn!(lease = %self.lease.module, error = %Chain(&e), "cannot confirm the rollout lease before activation; not activating");
                 false
             }
         }
