@@ -72,14 +72,19 @@ pub enum Condition {
     Storage,
     /// The rollout lease store (Redis, or the base's memory) and the rollout actors.
     Rollout,
+    /// A starting base's first sync with storage, once it took longer than
+    /// `storage.first_sync_timeout`.
+    #[serde(rename = "first_sync")]
+    FirstSync,
 }
 
 impl Condition {
-    /// `storage` or `rollout`.
+    /// `storage`, `rollout` or `first_sync`.
     pub fn as_str(self) -> &'static str {
         match self {
             Condition::Storage => "storage",
             Condition::Rollout => "rollout",
+            Condition::FirstSync => "first_sync",
         }
     }
 }

@@ -1,7 +1,10 @@
 //! What the bases of a cluster record about a release: which base installed it, which
 //! failed and why, and the lease timeline.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +18,8 @@ pub struct RolloutRecord {
     /// The version being rolled out.
     pub version: Version,
     /// `failed` once any base failed to install it: no other base installs it until a newer
-    /// version appears or an operator retries it. `succeeded` once every base that recorded
-    /// an attempt serves it; `in_progress` otherwise.
+    /// version appears or an operator retries it. `succeeded` once every base of the
+    /// cluster has installed it (once reached, it stays); `in_progress` otherwise.
     pub status: RolloutStatus,
     /// The failure that halted the rollout.
     pub failure: Option<PodFailure>,
@@ -24,6 +27,10 @@ pub struct RolloutRecord {
     pub pods: BTreeMap<String, PodRecord>,
     /// Leases taken and released, installs finished and failed, oldest first (the newest 200).
     pub events: Vec<RolloutEvent>,
+    /// The bases of the cluster (those that announced themselves to Redis within
+    /// `rollout.lease_ttl`) that do not serve the release yet, while it is `in_progress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
 }
 
 /// Whether a release may still be installed.
@@ -32,7 +39,7 @@ pub struct RolloutRecord {
 pub enum RolloutStatus {
     /// Bases install it in turn.
     InProgress,
-    /// Every base that attempted it serves it.
+    /// Every base of the cluster serves it (without Redis: the base serves it).
     Succeeded,
     /// Halted cluster-wide after a failure.
     Failed,
@@ -159,25 +166,43 @@ impl RolloutRecord {
             failure: None,
             pods: BTreeMap::new(),
             events: Vec::new(),
+            waiting_for: Vec::new(),
         }
     }
 
-    /// Sets `status` from the failure and the pods' outcomes: `failed` when halted,
-    /// `succeeded` when at least one base attempted it and every base that did serves it,
-    /// `in_progress` otherwise. The records know the bases that attempted the release, not
-    /// the cluster's size: a base that has not taken the lease yet is not counted.
+    /// Sets `status` from the failure and the pods' outcomes, for a base alone: `failed`
+    /// when halted, `succeeded` when the base attempted it and serves it, `in_progress`
+    /// otherwise.
     pub fn settle(&mut self) {
-        self.status = if self.failure.is_some() {
-            RolloutStatus::Failed
-        } else if !self.pods.is_empty()
+        self.settle_among(&BTreeSet::new(), false);
+    }
+
+    /// Sets `status` (and `waiting_for`) for a cluster whose live bases are `bases`:
+    /// `failed` when halted; `succeeded` when it was `reached` before, or when at least one
+    /// base attempted it, every base that did serves it, and so does every base in `bases`;
+    /// `in_progress` otherwise.
+    pub fn settle_among(&mut self, bases: &BTreeSet<String>, reached: bool) {
+        let served = |pod: &String| {
+            self.pods
+                .get(pod)
+                .is_some_and(|p| p.outcome == PodOutcome::Succeeded)
+        };
+        let waiting: Vec<String> = bases.iter().filter(|b| !served(b)).cloned().collect();
+        let all_attempts_served = !self.pods.is_empty()
             && self
                 .pods
                 .values()
-                .all(|p| p.outcome == PodOutcome::Succeeded)
-        {
+                .all(|p| p.outcome == PodOutcome::Succeeded);
+        self.status = if self.failure.is_some() {
+            RolloutStatus::Failed
+        } else if reached || (all_attempts_served && waiting.is_empty()) {
             RolloutStatus::Succeeded
         } else {
             RolloutStatus::InProgress
+        };
+        self.waiting_for = match self.status {
+            RolloutStatus::InProgress => waiting,
+            _ => Vec::new(),
         };
     }
 }
@@ -254,5 +279,31 @@ mod tests {
         });
         record.settle();
         assert_eq!(record.status, RolloutStatus::Failed);
+    }
+
+    #[test]
+    fn in_a_cluster_a_release_waits_for_every_live_base_and_stays_succeeded() {
+        let version = Version::parse("2.0.0").unwrap();
+        let mut record = RolloutRecord::new("attendance", &version);
+        let bases: BTreeSet<String> = ["a", "b", "c"].map(str::to_owned).into();
+        record
+            .pods
+            .insert("a".to_owned(), pod(PodOutcome::Succeeded));
+        record.settle_among(&bases, false);
+        assert_eq!(record.status, RolloutStatus::InProgress, "b and c have not");
+        assert_eq!(record.waiting_for, ["b", "c"]);
+        for b in ["b", "c"] {
+            record.pods.insert(b.to_owned(), pod(PodOutcome::Succeeded));
+        }
+        record.settle_among(&bases, false);
+        assert_eq!(record.status, RolloutStatus::Succeeded);
+        assert!(record.waiting_for.is_empty());
+        // A base that joined later (and installs a newer release) does not undo it.
+        let joined: BTreeSet<String> = ["a", "b", "c", "d"].map(str::to_owned).into();
+        record.settle_among(&joined, true);
+        assert_eq!(record.status, RolloutStatus::Succeeded);
+        record.settle_among(&joined, false);
+        assert_eq!(record.status, RolloutStatus::InProgress, "without the mark");
+        assert_eq!(record.waiting_for, ["d"]);
     }
 }

@@ -9,9 +9,13 @@
 //! | `<module>@<version>:pods` | hash | pod name → its latest attempt (JSON) |
 //! | `<module>@<version>:failure` | string | the failure that halted the release (JSON) |
 //! | `<module>@<version>:events` | list | the release's events (JSON), newest 200 |
+//! | `<module>@<version>:succeeded` | string | set once every base served it (ms) |
 //! | `index` | set | every `<module>@<version>` with a record |
+//! | `bases` | sorted set | pod name → until when it is present (ms) |
+//!
+//! `<module>` is `*` for the lease every module shares under `rollout.lease_scope = "base"`.
 
-use std::{future::Future, time::Duration};
+use std::{collections::BTreeSet, future::Future, time::Duration};
 
 use async_trait::async_trait;
 use deadpool_redis::{
@@ -20,7 +24,7 @@ use deadpool_redis::{
 };
 
 use koupleless_wire::{
-    ModuleKey, PodFailure, PodRecord, RolloutEvent, RolloutRecord, RolloutStatus,
+    ModuleKey, PodFailure, PodOutcome, PodRecord, RolloutEvent, RolloutRecord, RolloutStatus,
 };
 
 use super::{Coordination, CoordinationError, EVENTS_KEPT, Lease, retried};
@@ -76,6 +80,52 @@ impl RedisCoordination {
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
         }
+    }
+
+    fn bases_key(&self) -> String {
+        format!("{}bases", self.prefix)
+    }
+
+    /// The bases present now.
+    async fn bases(&self, conn: &mut Connection) -> Result<BTreeSet<String>, CoordinationError> {
+        let cmd = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.bases_key())
+            .arg(format!("({}", super::now_ms()))
+            .arg("+inf")
+            .clone();
+        let bases: Vec<String> = self.timed("list the bases", cmd.query_async(conn)).await?;
+        Ok(bases.into_iter().collect())
+    }
+
+    /// Marks the release succeeded once every present base serves it: the mark stays when
+    /// later bases join and install a newer release instead.
+    async fn mark_if_reached(
+        &self,
+        conn: &mut Connection,
+        release: &ModuleKey,
+    ) -> Result<(), CoordinationError> {
+        let bases = self.bases(conn).await?;
+        let cmd = redis::cmd("HGETALL")
+            .arg(self.release_key(release, "pods"))
+            .clone();
+        let pods: std::collections::BTreeMap<String, String> =
+            self.timed("read a rollout", cmd.query_async(conn)).await?;
+        let mut record = RolloutRecord::new(&release.name, &release.version);
+        record.pods = pods
+            .into_iter()
+            .filter_map(|(pod, r)| Some((pod, serde_json::from_str(&r).ok()?)))
+            .collect();
+        record.settle_among(&bases, false);
+        if record.status == RolloutStatus::Succeeded {
+            let cmd = redis::cmd("SET")
+                .arg(self.release_key(release, "succeeded"))
+                .arg(super::now_ms())
+                .arg("NX")
+                .clone();
+            self.timed("record a rollout step", cmd.query_async::<()>(conn))
+                .await?;
+        }
+        Ok(())
     }
 
     fn lease_key(&self, module: &str, slot: usize) -> String {
@@ -231,11 +281,32 @@ impl Coordination for RedisCoordination {
             .ltrim(&events, -(EVENTS_KEPT as isize), -1)
             .ignore();
         self.timed("record a rollout step", pipe.query_async::<()>(&mut conn))
+            .await?;
+        if pod.is_some_and(|p| p.outcome == PodOutcome::Succeeded) {
+            self.mark_if_reached(&mut conn, release).await?;
+        }
+        Ok(())
+    }
+
+    async fn present(&self, pod: &str, ttl: Duration) -> Result<(), CoordinationError> {
+        let mut conn = self.conn().await?;
+        let now = super::now_ms();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zadd(self.bases_key(), pod, now + ttl_ms(ttl))
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(self.bases_key())
+            .arg("-inf")
+            .arg(now)
+            .ignore();
+        self.timed("announce this base", pipe.query_async::<()>(&mut conn))
             .await
     }
 
     async fn records(&self) -> Result<Vec<RolloutRecord>, CoordinationError> {
         let mut conn = self.conn().await?;
+        let bases = self.bases(&mut conn).await?;
         let index: Vec<String> = self
             .timed(
                 "list rollouts",
@@ -253,12 +324,14 @@ impl Coordination for RedisCoordination {
         for release in &releases {
             pipe.hgetall(self.release_key(release, "pods"))
                 .get(self.release_key(release, "failure"))
-                .lrange(self.release_key(release, "events"), 0, -1);
+                .lrange(self.release_key(release, "events"), 0, -1)
+                .exists(self.release_key(release, "succeeded"));
         }
         type Parts = (
             std::collections::BTreeMap<String, String>,
             Option<String>,
             Vec<String>,
+            bool,
         );
         let raw: Vec<Parts> = if releases.is_empty() {
             Vec::new()
@@ -266,12 +339,13 @@ impl Coordination for RedisCoordination {
             let flat: Vec<redis::Value> = self
                 .timed("read rollouts", pipe.query_async(&mut conn))
                 .await?;
-            flat.chunks(3)
+            flat.chunks(4)
                 .map(|c| {
                     Ok((
                         redis::from_redis_value_ref(&c[0])?,
                         redis::from_redis_value_ref(&c[1])?,
                         redis::from_redis_value_ref(&c[2])?,
+                        redis::from_redis_value_ref(&c[3])?,
                     ))
                 })
                 .collect::<Result<_, redis::ParsingError>>()
@@ -283,26 +357,29 @@ impl Coordination for RedisCoordination {
         Ok(releases
             .into_iter()
             .zip(raw)
-            .map(|(ModuleKey { name, version }, (pods, failure, events))| {
-                let failure: Option<PodFailure> =
-                    failure.and_then(|f| serde_json::from_str(&f).ok());
-                let mut record = RolloutRecord {
-                    status: RolloutStatus::InProgress,
-                    failure,
-                    pods: pods
-                        .into_iter()
-                        .filter_map(|(pod, r)| Some((pod, serde_json::from_str(&r).ok()?)))
-                        .collect(),
-                    events: events
-                        .iter()
-                        .filter_map(|e| serde_json::from_str(e).ok())
-                        .collect(),
-                    module: name,
-                    version,
-                };
-                record.settle();
-                record
-            })
+            .map(
+                |(ModuleKey { name, version }, (pods, failure, events, reached))| {
+                    let failure: Option<PodFailure> =
+                        failure.and_then(|f| serde_json::from_str(&f).ok());
+                    let mut record = RolloutRecord {
+                        status: RolloutStatus::InProgress,
+                        failure,
+                        pods: pods
+                            .into_iter()
+                            .filter_map(|(pod, r)| Some((pod, serde_json::from_str(&r).ok()?)))
+                            .collect(),
+                        events: events
+                            .iter()
+                            .filter_map(|e| serde_json::from_str(e).ok())
+                            .collect(),
+                        module: name,
+                        version,
+                        waiting_for: Vec::new(),
+                    };
+                    record.settle_among(&bases, reached);
+                    record
+                },
+            )
             .collect())
     }
 

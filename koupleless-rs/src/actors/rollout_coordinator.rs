@@ -33,6 +33,9 @@ pub(crate) struct CoordinatorArgs {
     pub(crate) uninstall_removed: bool,
     /// Where the lease store's reachability is reported.
     pub(crate) health: Arc<OutputPort<HealthChange>>,
+    /// `storage.first_sync_timeout`, when the base waits for its first sync
+    /// (`storage.wait_for_first_sync`).
+    pub(crate) first_sync_timeout: Option<std::time::Duration>,
 }
 
 pub(crate) enum RolloutMsg {
@@ -48,7 +51,25 @@ pub(crate) enum RolloutMsg {
     Records(RpcReplyPort<Result<Vec<RolloutRecord>, CoordinationError>>),
     /// Clears a release's failure, so bases try it again.
     Retry(ModuleKey, RpcReplyPort<Result<bool, CoordinationError>>),
+    /// The timer: tell the lease store this base takes part in rollouts.
+    Announce,
+    /// `storage.first_sync_timeout` has passed since the start.
+    FirstSyncLate,
 }
+
+/// A starting base's first sync with storage.
+enum FirstSync {
+    /// Not waited for (no storage, or `storage.wait_for_first_sync = false`), or done.
+    Done,
+    /// Waiting: `pending` is what the first evaluation after the boot found due (unknown
+    /// until then), less what has been installed since; `late` once the deadline passed.
+    Waiting {
+        pending: Option<HashSet<String>>,
+        late: bool,
+    },
+}
+
+const WAITING: &str = "waiting for the first storage sync to install the current releases (storage.wait_for_first_sync)";
 
 pub(crate) struct CoordinatorState {
     args: CoordinatorArgs,
@@ -61,6 +82,7 @@ pub(crate) struct CoordinatorState {
     unreachable: Option<String>,
     /// A reachability check is under way.
     probing: bool,
+    first_sync: FirstSync,
 }
 
 impl Actor for RolloutCoordinator {
@@ -70,10 +92,28 @@ impl Actor for RolloutCoordinator {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         metrics::record_coordination(args.rollout.coordination.backend(), true);
+        if args.rollout.store.is_some() {
+            // A base that installs releases counts among the bases a release waits for
+            // while it announces itself: every third of the lease's TTL, for one TTL.
+            let _ = myself.cast(RolloutMsg::Announce);
+            myself.send_interval(args.rollout.lease_ttl / 3, || RolloutMsg::Announce);
+        }
+        let first_sync = match (&args.rollout.store, args.first_sync_timeout) {
+            (Some(_), Some(timeout)) => {
+                args.health
+                    .send(HealthChange::FirstSync(Some(WAITING.to_owned())));
+                myself.send_after(timeout, || RolloutMsg::FirstSyncLate);
+                FirstSync::Waiting {
+                    pending: None,
+                    late: false,
+                }
+            }
+            _ => FirstSync::Done,
+        };
         Ok(CoordinatorState {
             args,
             booted: false,
@@ -82,6 +122,7 @@ impl Actor for RolloutCoordinator {
             from_storage: HashMap::new(),
             unreachable: None,
             probing: false,
+            first_sync,
         })
     }
 
@@ -102,6 +143,17 @@ impl Actor for RolloutCoordinator {
             }
             RolloutMsg::Finished(module, attempt) => {
                 state.busy.remove(&module);
+                let concluded = !matches!(attempt, Attempt::Busy | Attempt::Unreachable(_));
+                if let (
+                    true,
+                    FirstSync::Waiting {
+                        pending: Some(pending),
+                        ..
+                    },
+                ) = (concluded, &mut state.first_sync)
+                {
+                    pending.remove(&module);
+                }
                 match attempt {
                     Attempt::Unreachable(why) => state.reachability(Some(Chain(&why).to_string())),
                     Attempt::Installed(version) => {
@@ -114,6 +166,7 @@ impl Actor for RolloutCoordinator {
                     }
                     Attempt::Idle | Attempt::Busy | Attempt::Failed => state.reachability(None),
                 }
+                state.first_sync_progress();
             }
             RolloutMsg::Probed(answer) => {
                 state.probing = false;
@@ -123,6 +176,19 @@ impl Actor for RolloutCoordinator {
                 let coordination = Arc::clone(&state.args.rollout.coordination);
                 tokio::spawn(async move {
                     let _ = reply.send(coordination.records().await);
+                });
+            }
+            RolloutMsg::FirstSyncLate => state.first_sync_late(),
+            RolloutMsg::Announce => {
+                let rollout = Arc::clone(&state.args.rollout);
+                tokio::spawn(async move {
+                    if let Err(e) = rollout
+                        .coordination
+                        .present(&rollout.pod, rollout.lease_ttl)
+                        .await
+                    {
+                        tracing::debug!(error = %Chain(&e), "could not announce this base to the lease store");
+                    }
                 });
             }
             RolloutMsg::Retry(release, reply) => {
@@ -141,6 +207,57 @@ impl Actor for RolloutCoordinator {
 }
 
 impl CoordinatorState {
+    /// Ends the wait for the first sync once nothing it found due is left.
+    fn first_sync_progress(&mut self) {
+        let FirstSync::Waiting {
+            pending: Some(pending),
+            late,
+        } = &self.first_sync
+        else {
+            return;
+        };
+        if !pending.is_empty() {
+            return;
+        }
+        if *late {
+            tracing::info!("the first storage sync finished, late");
+            self.args.health.send(HealthChange::Condition {
+                condition: Condition::FirstSync,
+                problem: None,
+            });
+        } else {
+            tracing::info!("the first storage sync finished: the current releases serve");
+            self.args.health.send(HealthChange::FirstSync(None));
+        }
+        self.first_sync = FirstSync::Done;
+    }
+
+    /// `storage.first_sync_timeout` passed: the base stops waiting (it is ready with what it
+    /// has) and says what the sync still waits for.
+    fn first_sync_late(&mut self) {
+        let FirstSync::Waiting { pending, late } = &mut self.first_sync else {
+            return;
+        };
+        *late = true;
+        let waiting_for = match pending {
+            None => "no listing of storage.url has been evaluated yet".to_owned(),
+            Some(modules) => {
+                let mut modules: Vec<&str> = modules.iter().map(String::as_str).collect();
+                modules.sort_unstable();
+                format!("not yet installed: {}", modules.join(", "))
+            }
+        };
+        let problem = format!(
+            "the first storage sync did not finish within storage.first_sync_timeout ({waiting_for}); the base serves what it has and keeps installing"
+        );
+        tracing::warn!("{problem}");
+        self.args.health.send(HealthChange::Condition {
+            condition: Condition::FirstSync,
+            problem: Some(problem),
+        });
+        self.args.health.send(HealthChange::FirstSync(None));
+    }
+
     fn reachability(&mut self, problem: Option<String>) {
         let backend = self.args.rollout.coordination.backend();
         // Recorded at every attempt, so the series stays while rollouts go on.
@@ -181,6 +298,13 @@ impl CoordinatorState {
             &self.from_storage,
             &self.busy,
         );
+        if let FirstSync::Waiting {
+            pending: pending @ None,
+            ..
+        } = &mut self.first_sync
+        {
+            *pending = Some(due.iter().map(|(module, _)| module.clone()).collect());
+        }
         let started = !due.is_empty();
         for (module, plan) in due {
             self.busy.insert(module.clone());
@@ -195,6 +319,7 @@ impl CoordinatorState {
                 let _ = myself.cast(RolloutMsg::Finished(module, attempt));
             });
         }
+        self.first_sync_progress();
         if !started && !self.probing {
             // Nothing to install: still find out whether the lease store answers, so an
             // outage shows in health detail and metrics before it delays a release.

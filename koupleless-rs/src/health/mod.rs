@@ -34,6 +34,9 @@ pub(crate) enum HealthChange {
     DrainWindow { module: String, open: bool },
     /// Boot installs are done.
     BootDone,
+    /// The first sync with storage: `Some(why)` while the base waits for it (not started,
+    /// not ready), `None` once it is done or no longer waited for.
+    FirstSync(Option<String>),
     /// SIGTERM received: refuse traffic from now on.
     ShuttingDown,
     /// A dependency stopped (`Some`) or resumed (`None`) answering.

@@ -20,6 +20,8 @@ pub(crate) struct Readiness {
     switch_on: bool,
     draining: BTreeSet<String>,
     boot_done: bool,
+    /// Why the base still waits for its first sync with storage.
+    first_sync: Option<String>,
     shutting_down: bool,
     conditions: BTreeMap<Condition, String>,
 }
@@ -34,6 +36,7 @@ impl Readiness {
             ever_activated: BTreeSet::new(),
             draining: BTreeSet::new(),
             boot_done: false,
+            first_sync: None,
             shutting_down: false,
             conditions: BTreeMap::new(),
         }
@@ -76,6 +79,7 @@ impl Readiness {
                 }
             }
             HealthChange::BootDone => self.boot_done = true,
+            HealthChange::FirstSync(waiting) => self.first_sync = waiting,
             HealthChange::ShuttingDown => self.shutting_down = true,
             HealthChange::Condition { condition, problem } => match problem {
                 Some(problem) => {
@@ -100,6 +104,9 @@ impl Readiness {
         let mut reasons = Vec::new();
         if !self.boot_done {
             reasons.push("starting: boot modules are still being installed".to_owned());
+        }
+        if let Some(why) = &self.first_sync {
+            reasons.push(format!("starting: {why}"));
         }
         if self.shutting_down {
             reasons.push("shutting down".to_owned());
@@ -132,6 +139,7 @@ impl Readiness {
             reasons.push(format!("module `{module}` is being drained for an upgrade"));
         }
         let started = self.boot_done
+            && self.first_sync.is_none()
             && cfg
                 .required_modules
                 .iter()
