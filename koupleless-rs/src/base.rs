@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::admin_router, base_env::BaseEnv, catalog::Catalog, error::BaseError, handle::BaseHandle,
-    probes::probe_routes, report::Chain, routing::SharedRouter, server::serve, wiring,
+    install::InstallSource, probes::probe_routes, report::Chain, routing::SharedRouter,
+    server::serve, wiring,
 };
 
 /// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
@@ -177,7 +178,7 @@ impl BaseBuilder {
                 .collect(),
             databases,
         ));
-        let actors = wiring::spawn(env, coordination, store).await?;
+        let actors = wiring::spawn(Arc::clone(&env), coordination, store).await?;
         let handle = BaseHandle::new(actors, config.health.tick_interval);
 
         let probes = |on: ProbeListeners| {
@@ -219,10 +220,15 @@ impl BaseBuilder {
         };
 
         for name in boot {
-            if let Err(err) = handle.install(InstallRequest::new(name.clone())).await {
+            let source = InstallSource::Request {
+                request: InstallRequest::new(name.clone()),
+                by_operator: false,
+            };
+            if let Err(err) = handle.install_source(source).await {
                 tracing::error!(module = %name, error = %Chain(&err), "boot install failed; the base keeps running without it");
             }
         }
+        crate::desired::install_recorded(&handle, &env.desired).await;
         handle.boot_done();
 
         Ok(RunningBase {

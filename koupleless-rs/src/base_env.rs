@@ -32,6 +32,8 @@ pub(crate) struct BaseEnv {
     listeners: Vec<SocketAddr>,
     /// The base's databases and the modules' grants.
     pub(crate) databases: Arc<crate::data::BaseDatabases>,
+    /// What operators installed, installed again at start (`<data.dir>/installed`).
+    pub(crate) desired: crate::desired::DesiredState,
     /// One lock per module name: operations on a module run one at a time.
     op_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Created on the first wasm install, so bases without wasm modules reserve nothing.
@@ -52,6 +54,7 @@ impl BaseEnv {
         databases: Arc<crate::data::BaseDatabases>,
     ) -> Self {
         Self {
+            desired: crate::desired::DesiredState::new(&config.data.dir),
             config,
             figment,
             modules,

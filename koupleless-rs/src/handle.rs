@@ -52,13 +52,28 @@ impl BaseHandle {
 
     /// Installs (or upgrades to) a module version; returns its record once it is activated
     /// (or deactivated, for `installOnly`).
+    ///
+    /// The install is recorded in the data directory (`<data.dir>/installed`) and made again
+    /// when the base restarts, until the version is uninstalled or replaced.
     pub async fn install(&self, request: InstallRequest) -> Result<ModuleInfo, BaseError> {
-        self.operation(|r| BaseMsg::Install(InstallSource::Request(request), r))
-            .await
+        self.install_source(InstallSource::Request {
+            request,
+            by_operator: true,
+        })
+        .await
+    }
+
+    /// Installs what `source` names.
+    pub(crate) async fn install_source(
+        &self,
+        source: InstallSource,
+    ) -> Result<ModuleInfo, BaseError> {
+        self.operation(|r| BaseMsg::Install(source, r)).await
     }
 
     /// Installs (or upgrades to) the wasm component in `bytes`. `name`, `version` and
     /// `prefix` replace what it embeds (each may be `None`); `label` names it in messages.
+    /// Recorded in the data directory like [`install`](Self::install).
     pub async fn install_component(
         &self,
         label: &str,
@@ -78,9 +93,9 @@ impl BaseHandle {
             },
             strategy,
             fence: crate::rollout::Fence::default(),
+            by_operator: true,
         };
-        self.operation(|r| BaseMsg::Install(InstallSource::Artifact(artifact), r))
-            .await
+        self.install_source(InstallSource::Artifact(artifact)).await
     }
 
     /// Deactivates, drains and stops a version (the active one when `version` is `None`).

@@ -28,11 +28,19 @@ pub(crate) struct ArtifactInstall {
     /// Whether the install still holds the rollout lease: the install stops before the new
     /// version takes traffic when it does not.
     pub(crate) fence: Fence,
+    /// An operator's install (the admin API): recorded in the data directory and installed
+    /// again when the base restarts.
+    pub(crate) by_operator: bool,
 }
 
 /// What an install starts from.
 pub(crate) enum InstallSource {
-    Request(InstallRequest),
+    /// A module named by a request; `by_operator` as in [`ArtifactInstall`] (a boot
+    /// install is not an operator's).
+    Request {
+        request: InstallRequest,
+        by_operator: bool,
+    },
     Artifact(ArtifactInstall),
 }
 
@@ -40,7 +48,9 @@ impl InstallSource {
     /// The module name, when the source gives one before it is read.
     pub(crate) fn name(&self) -> Option<&str> {
         match self {
-            InstallSource::Request(r) => Some(r.name.as_str()).filter(|n| !n.is_empty()),
+            InstallSource::Request { request: r, .. } => {
+                Some(r.name.as_str()).filter(|n| !n.is_empty())
+            }
             InstallSource::Artifact(a) => a.overrides.name.as_deref(),
         }
     }
@@ -48,7 +58,7 @@ impl InstallSource {
     /// The strategy the source asks for.
     pub(crate) fn strategy(&self) -> Option<Strategy> {
         match self {
-            InstallSource::Request(r) => r.strategy,
+            InstallSource::Request { request: r, .. } => r.strategy,
             InstallSource::Artifact(a) => a.strategy,
         }
     }
@@ -56,10 +66,55 @@ impl InstallSource {
     /// What the install checks before the new version takes traffic.
     pub(crate) fn fence(&self) -> Fence {
         match self {
-            InstallSource::Request(_) => Fence::default(),
+            InstallSource::Request { .. } => Fence::default(),
             InstallSource::Artifact(a) => a.fence.clone(),
         }
     }
+
+    /// Whether an operator asked for it.
+    pub(crate) fn by_operator(&self) -> bool {
+        match self {
+            InstallSource::Request { by_operator, .. } => *by_operator,
+            InstallSource::Artifact(a) => a.by_operator,
+        }
+    }
+}
+
+/// Reads the component a request names (`installBiz` with a `file://` `bizUrl`), so that
+/// every wasm install starts from its bytes; other sources are returned as they are.
+pub(crate) async fn read_named_artifact(
+    env: &BaseEnv,
+    source: InstallSource,
+) -> Result<InstallSource, BaseError> {
+    let (request, by_operator) = match source {
+        InstallSource::Request {
+            request,
+            by_operator,
+        } if request.artifact.is_some() => (request, by_operator),
+        other => return Ok(other),
+    };
+    let location = request.artifact.clone().unwrap_or_default();
+    let path = location.strip_prefix("file://").unwrap_or(&location);
+    if path.contains("://") {
+        return Err(WasmError::new(
+            &location,
+            "only file:// locations are supported by installBiz; release other locations through storage.url",
+        )
+        .into());
+    }
+    let bytes = read_artifact_file(&env.config.admin, &location, path).await?;
+    Ok(InstallSource::Artifact(ArtifactInstall {
+        overrides: ManifestOverrides {
+            name: Some(request.name.clone()).filter(|n| !n.is_empty()),
+            version: request.version.clone(),
+            prefix: request.prefix.clone(),
+        },
+        location,
+        bytes,
+        strategy: request.strategy,
+        fence: Fence::default(),
+        by_operator,
+    }))
 }
 
 /// The module an install names: a native one from the catalog, or a wasm component read
@@ -68,30 +123,13 @@ pub(crate) async fn resolve(
     env: &BaseEnv,
     source: InstallSource,
 ) -> Result<Arc<dyn Module>, BaseError> {
-    let request = match source {
+    let request = match read_named_artifact(env, source).await? {
         InstallSource::Artifact(artifact) => {
             let module = load(env, &artifact.location, artifact.bytes, artifact.overrides).await?;
             return Ok(module);
         }
-        InstallSource::Request(request) => request,
+        InstallSource::Request { request, .. } => request,
     };
-    if let Some(location) = &request.artifact {
-        let path = location.strip_prefix("file://").unwrap_or(location);
-        if path.contains("://") {
-            return Err(WasmError::new(
-                location,
-                "only file:// locations are supported by installBiz; release other locations through storage.url",
-            )
-            .into());
-        }
-        let bytes = read_artifact_file(&env.config.admin, location, path).await?;
-        let overrides = ManifestOverrides {
-            name: Some(request.name.clone()).filter(|n| !n.is_empty()),
-            version: request.version.clone(),
-            prefix: request.prefix.clone(),
-        };
-        return load(env, location, bytes, overrides).await;
-    }
     let pinned: Option<&Version> =
         request
             .version

@@ -65,6 +65,7 @@ mod base_env;
 mod call;
 mod catalog;
 mod data;
+mod desired;
 mod error;
 mod handle;
 pub mod health;

@@ -21,6 +21,7 @@ use super::{
 use crate::{
     base_env::BaseEnv,
     call::{QUERY_TIMEOUT, Reply, call},
+    desired,
     error::BaseError,
     health::HealthChange,
     install::{self, ArtifactInstall, InstallSource},
@@ -255,6 +256,23 @@ impl BaseState {
                 tracing::info!(module = %key, %state, reason, "{message}");
             }
             metrics::record_state(key, *state);
+            // A version that left the base is not installed again at start; the base's own
+            // shutdown stops everything and forgets nothing.
+            if *state == ModuleState::Stopped && !self.shutting_down {
+                let env = Arc::clone(&self.env);
+                let key = key.clone();
+                tokio::spawn(async move {
+                    match env.desired.forget(&key).await {
+                        Ok(true) => {
+                            tracing::info!(module = %key, "no longer installed again when the base restarts")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(module = %key, error = %e, "could not forget the recorded install; the base installs it again when it restarts")
+                        }
+                    }
+                });
+            }
         }
         for key in &failures {
             metrics::record_failure(key);
@@ -298,12 +316,19 @@ impl BaseState {
             let requested = source.strategy();
             let fence = source.fence();
             let result = async {
+                let source = install::read_named_artifact(&env, source).await?;
+                let record = source.by_operator().then(|| desired::Pending::of(&source));
                 // Loading a wasm artifact compiles it: done here, off the actor.
                 let module = install::resolve(&env, source).await?;
                 name = module.manifest().name;
                 let strategy = env.strategy_for(&name, requested);
                 let _guard = env.lock_for(&name).lock_owned().await;
-                ops.install(module, strategy, &fence).await
+                let info = ops.install(module, strategy, &fence).await?;
+                if let Some(record) = record {
+                    // Under the module's lock: an uninstall that follows forgets it after.
+                    record.save(&env.desired, &info, requested).await;
+                }
+                Ok(info)
             }
             .await;
             env.forget_lock(&name);
@@ -331,6 +356,14 @@ impl BaseState {
         tokio::spawn(async move {
             let guard = lock.lock_owned().await;
             let result = run(ops, name.clone()).await;
+            if let (Ok(info), "uninstall") = (&result, operation) {
+                // Forgotten before the answer, so a base killed right after does not install
+                // it again (the stop's own transition forgets it too, a moment later).
+                let key = ModuleKey::new(&info.name, info.version.clone());
+                if let Err(e) = env.desired.forget(&key).await {
+                    tracing::warn!(module = %key, error = %e, "could not forget the recorded install; the base installs it again when it restarts");
+                }
+            }
             drop(guard);
             env.forget_lock(&name);
             // A name that was never installed gets no series of its own.
@@ -422,6 +455,7 @@ impl Installer for ActorRef<BaseMsg> {
             },
             strategy: None,
             fence: release.fence,
+            by_operator: false,
         };
         // An install answers when it is done; its steps are bounded by their own timeouts.
         call(self, "the base actor", None, |reply| {
