@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{attendance_component, http, request};
+use common::{attendance_component, http, payroll_component, request};
 use redis_server::RedisServer;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -210,7 +210,12 @@ impl Cluster {
 
     /// Releases `bytes` as `attendance/<version>/module.wasm`, digest file last.
     fn release(&self, version: &str, bytes: &[u8]) {
-        let dir = self.releases.path().join("attendance").join(version);
+        self.release_module("attendance", version, bytes);
+    }
+
+    /// Releases `bytes` as `<module>/<version>/module.wasm`, digest file last.
+    fn release_module(&self, module: &str, version: &str, bytes: &[u8]) {
+        let dir = self.releases.path().join(module).join(version);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("module.wasm"), bytes).unwrap();
         let digest: String = Sha256::digest(bytes)
@@ -497,4 +502,168 @@ fn redis_stopped_mid_rollout_pauses_installs_not_serving() {
         assert_eq!(detail["conditions"], serde_json::json!([]), "{}", pod.name);
     }
     streams.finish_without_failures();
+}
+
+/// A lease held during a release: (pod, fence, acquired at, released at).
+type Turn = (String, u64, u64, Option<u64>);
+
+/// Two modules released at the same moment under `drain`, three pods, every pod's `/readyz`
+/// polled every 10 ms: the most pods refusing traffic in one sweep, and every lease turn of
+/// both releases, by the time it was taken.
+fn two_modules_released_together(scope: Option<&str>) -> (usize, Vec<Turn>) {
+    let attendance = std::fs::read(attendance_component()).unwrap();
+    let payroll = std::fs::read(payroll_component()).unwrap();
+    let redis = RedisServer::start();
+    let mut extra = vec![
+        ("KOUPLELESS_MODULES__ATTENDANCE__STRATEGY", "drain"),
+        ("KOUPLELESS_MODULES__PAYROLL__STRATEGY", "drain"),
+        ("KOUPLELESS_UPGRADE__SILENCE_BEFORE_UNINSTALL", "400ms"),
+    ];
+    if let Some(scope) = scope {
+        extra.push(("KOUPLELESS_ROLLOUT__LEASE_SCOPE", scope));
+    }
+    let cluster = Cluster::new(&redis, &extra);
+    let pods = cluster.pods(3);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (addrs, stop) = (
+            pods.iter().map(|p| p.app.clone()).collect::<Vec<_>>(),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            let (mut most, mut sweeps) = (0, 0);
+            // Bounded: at most 90 s of sweeps.
+            while !stop.load(Ordering::Relaxed) && sweeps < 9_000 {
+                sweeps += 1;
+                let refusing = addrs
+                    .iter()
+                    .filter(|addr| http(addr, "GET", "/readyz", "").0 != 200)
+                    .count();
+                most = most.max(refusing);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (most, sweeps)
+        })
+    };
+    cluster.release_module("payroll", "2.0.0", &payroll);
+    cluster.release_module("attendance", "2.0.0", &attendance);
+    wait_for(
+        Duration::from_secs(120),
+        "every pod on 2.0.0 of both",
+        || {
+            pods.iter().all(|p| {
+                let routes = request(&p.admin, "GET", "/routes", "").json();
+                let version = |module: &str| {
+                    routes
+                        .as_array()
+                        .and_then(|r| r.iter().find(|r| r["module"] == module))
+                        .map(|r| r["version"].clone())
+                };
+                version("attendance") == Some("2.0.0".into())
+                    && version("payroll") == Some("2.0.0".into())
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let (most, sweeps) = poller.join().unwrap();
+    assert!(sweeps > 100, "only {sweeps} sweeps of /readyz");
+    // Every pod took part, and the records say every pod serves both releases.
+    let mut turns = Vec::new();
+    for module in ["attendance", "payroll"] {
+        let reply = request(&pods[0].admin, "GET", &format!("/rollouts/{module}"), "");
+        let record = reply
+            .json()
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["version"] == "2.0.0").cloned())
+            .unwrap_or_else(|| panic!("a record of {module} 2.0.0: {}", reply.body));
+        assert_eq!(record["status"], "succeeded", "{record}");
+        turns.extend(leases(&record));
+    }
+    turns.sort_by_key(|t| t.2);
+    (most, turns)
+}
+
+#[test]
+fn one_pod_out_at_a_time_across_modules_with_the_base_lease_scope() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Unset, the scope is `base`: both modules use `drain`.
+    let (most, turns) = two_modules_released_together(None);
+    assert_eq!(
+        most, 1,
+        "pods refusing traffic at once under rollout.lease_scope = \"base\""
+    );
+    // One lease for both modules: six turns (two per pod), none overlapping another,
+    // whatever the module.
+    assert_eq!(turns.len(), 6, "{turns:?}");
+    for pair in turns.windows(2) {
+        let released = pair[0].3.expect("every turn ended with a release");
+        assert!(pair[1].2 >= released, "overlapping turns: {turns:?}");
+    }
+}
+
+#[test]
+fn the_module_lease_scope_bounds_each_module_not_the_cluster() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // One lease per module: at most one pod per module at a time, so at most two of the
+    // three pods out at once (and both modules roll out side by side).
+    let (most, turns) = two_modules_released_together(Some("module"));
+    assert_eq!(turns.len(), 6, "{turns:?}");
+    let overlapping = turns
+        .windows(2)
+        .filter(|pair| pair[0].3.is_some_and(|released| pair[1].2 < released))
+        .count();
+    eprintln!(
+        "rollout.lease_scope = \"module\": at most {most} pods refused traffic at once; {overlapping} turns overlapped the one before"
+    );
+    assert!((1..=2).contains(&most), "{most} pods out at once");
+    // The two modules' leases are held side by side (a pod's listing starts both attempts
+    // at once): the overlap the base scope rules out.
+    assert!(overlapping > 0, "no two turns overlapped: {turns:?}");
+}
+
+#[test]
+fn an_admin_installed_component_serves_again_after_a_sigkill() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let workdir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KOUPLELESS_STORAGE__ENABLED", "false".to_owned()),
+        (
+            "KOUPLELESS_WASM__CACHE_DIR",
+            workdir.path().join("wasm-cache").display().to_string(),
+        ),
+    ];
+    let mut pod = Pod::start("admin-installed", &env, workdir.path());
+    assert_eq!(pod.attendance(), NATIVE);
+    let body = serde_json::json!({
+        "bizName": "attendance",
+        "bizVersion": "2.0.0",
+        "bizUrl": format!("file://{}", attendance_component().display()),
+    })
+    .to_string();
+    let reply = request(&pod.admin, "POST", "/installBiz", &body);
+    assert_eq!(reply.json()["code"], "SUCCESS", "{}", reply.body);
+    assert_eq!(pod.attendance(), "2.0.0");
+
+    pod.child.kill().expect("SIGKILL");
+    pod.child.wait().unwrap();
+    drop(pod);
+    // The same data directory, no command: the component the operator installed serves.
+    let pod = Pod::start("admin-installed", &env, workdir.path());
+    assert_eq!(pod.attendance(), "2.0.0", "installed again at start");
+    let (status, body) = http(&pod.app, "GET", DAYS_OF_1, "");
+    assert_eq!(status, 200, "{body}");
+
+    // Uninstalled, it stays uninstalled across a restart: the image's native version serves.
+    let reply = request(
+        &pod.admin,
+        "POST",
+        "/uninstallBiz",
+        r#"{"bizName": "attendance", "bizVersion": "2.0.0"}"#,
+    );
+    assert_eq!(reply.json()["code"], "SUCCESS", "{}", reply.body);
+    drop(pod);
+    let pod = Pod::start("admin-installed", &env, workdir.path());
+    assert_eq!(pod.attendance(), NATIVE, "2.0.0 was not installed again");
 }

@@ -308,3 +308,105 @@ async fn storage_problems_are_configuration_errors_naming_the_key() {
         .to_string();
     assert!(err.contains("storage.poll_interval"), "{err}");
 }
+
+/// The admin API's readiness detail.
+async fn readiness(http: &Http, base: &koupleless::RunningBase) -> Value {
+    http.get(&admin(base, "/readyz")).await.json()
+}
+
+#[tokio::test]
+async fn a_new_base_is_ready_only_once_every_current_release_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(guests::hello_wasm()).expect("hello-wasm component");
+    let names = ["alpha", "beta", "gamma"];
+    for name in names {
+        release(
+            dir.path(),
+            &format!("{name}/1.0.0/module.wasm"),
+            &bytes,
+            true,
+        );
+    }
+    let base = start_base(vec![], &config(dir.path(), "", "")).await;
+    let http = Http::new();
+    let (mut waited, mut polls) = (false, 0);
+    loop {
+        polls += 1;
+        assert!(polls < 6_000, "not ready within 60 s");
+        let report = readiness(&http, &base).await;
+        let activated: Vec<&str> = report["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["state"] == "activated")
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        if report["state"] == "ACCEPTING_TRAFFIC" {
+            // The same report: ready means all three serve.
+            for name in names {
+                assert!(activated.contains(&name), "ready without {name}: {report}");
+            }
+            break;
+        }
+        if report["reasons"].to_string().contains("first storage sync") {
+            waited = true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waited, "the base never said it waited for its first sync");
+    let started = http.get(&admin(&base, "/startupz")).await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    for name in names {
+        let r = http.get(&app(&base, &format!("/{name}/hello"))).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn a_first_sync_that_cannot_finish_stops_holding_readiness_at_its_deadline() {
+    // Storage that never answers a listing (a closed loopback port).
+    let base = start_base(
+        vec![],
+        r#"
+[storage]
+enabled = true
+url = "s3://releases"
+poll_interval = "100ms"
+backoff_max = "200ms"
+first_sync_timeout = "1s"
+[storage.options]
+aws_endpoint = "http://127.0.0.1:1"
+allow_http = "true"
+aws_access_key_id = "key"
+aws_secret_access_key = "secret"
+aws_region = "us-east-1"
+"#,
+    )
+    .await;
+    let http = Http::new();
+    let report = readiness(&http, &base).await;
+    assert_eq!(report["state"], "REFUSING_TRAFFIC", "{report}");
+    assert!(
+        report["reasons"].to_string().contains("first storage sync"),
+        "{report}"
+    );
+    let starting = http.get(&admin(&base, "/startupz")).await;
+    assert_eq!(
+        starting.status,
+        503,
+        "not started while it waits: {}",
+        starting.text()
+    );
+    eventually(WITHIN, "ready after storage.first_sync_timeout", || async {
+        readiness(&http, &base).await["state"] == "ACCEPTING_TRAFFIC"
+    })
+    .await;
+    let started = http.get(&admin(&base, "/startupz")).await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    let report = readiness(&http, &base).await;
+    let conditions = report["conditions"].to_string();
+    assert!(
+        conditions.contains("first_sync") && conditions.contains("storage.first_sync_timeout"),
+        "{report}"
+    );
+}
