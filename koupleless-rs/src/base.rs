@@ -9,14 +9,25 @@ use koupleless_release::{
     Store,
     coordination::{Coordination, LocalCoordination, RedisCoordination},
 };
-use koupleless_wire::InstallRequest;
+use koupleless_wire::{InstallRequest, ModuleKey, ModuleState};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::admin_router, base_env::BaseEnv, catalog::Catalog, error::BaseError, handle::BaseHandle,
-    install::InstallSource, probes::probe_routes, report::Chain, routing::SharedRouter,
-    server::serve, wiring,
+    admin::admin_router,
+    base_env::BaseEnv,
+    catalog::Catalog,
+    desired::{DesiredState, Recorded},
+    error::BaseError,
+    handle::BaseHandle,
+    install::{ArtifactInstall, InstallSource},
+    probes::probe_routes,
+    report::Chain,
+    rollout::Fence,
+    routing::SharedRouter,
+    server::serve,
+    wasm::ManifestOverrides,
+    wiring,
 };
 
 /// The host process: builds with [`Base::builder`], runs with [`BaseBuilder::run`] or
@@ -228,7 +239,7 @@ impl BaseBuilder {
                 tracing::error!(module = %name, error = %Chain(&err), "boot install failed; the base keeps running without it");
             }
         }
-        crate::desired::install_recorded(&handle, &env.desired).await;
+        install_recorded(&handle, &env.desired).await;
         handle.boot_done();
 
         Ok(RunningBase {
@@ -241,6 +252,57 @@ impl BaseBuilder {
             admin_server,
             admin_stop,
         })
+    }
+}
+
+/// Installs every recorded install again, oldest first, at start (after the boot modules).
+/// One that no longer installs is logged and forgotten; the base starts without it.
+pub(crate) async fn install_recorded(handle: &BaseHandle, desired: &DesiredState) {
+    let serving: Vec<ModuleKey> = match handle.modules().await {
+        Ok(infos) => infos
+            .into_iter()
+            .filter(|i| i.state != ModuleState::Stopped)
+            .map(|i| ModuleKey::new(i.name, i.version))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for Recorded { entry, component } in desired.entries().await {
+        let key = ModuleKey::new(&entry.name, entry.version.clone());
+        if serving.contains(&key) {
+            continue;
+        }
+        let source = match (component, &entry.location) {
+            (Some(bytes), Some(location)) => InstallSource::Artifact(ArtifactInstall {
+                location: format!("{location} (recorded in {})", desired.dir.display()),
+                bytes,
+                overrides: ManifestOverrides {
+                    name: Some(entry.name.clone()),
+                    version: Some(entry.version.clone()),
+                    prefix: entry.prefix.clone(),
+                },
+                strategy: entry.strategy,
+                fence: Fence::default(),
+                by_operator: false,
+            }),
+            _ => InstallSource::Request {
+                request: InstallRequest {
+                    version: Some(entry.version.clone()),
+                    prefix: entry.prefix.clone(),
+                    strategy: entry.strategy,
+                    ..InstallRequest::new(entry.name.clone())
+                },
+                by_operator: false,
+            },
+        };
+        match handle.install_source(source).await {
+            Ok(_) => {
+                tracing::info!(module = %key, "installed again, as an operator installed it before the restart")
+            }
+            Err(e) => {
+                tracing::error!(module = %key, error = %Chain(&e), "a recorded install failed at start; it is forgotten (install it again through the admin API)");
+                let _ = desired.forget(&key).await;
+            }
+        }
     }
 }
 

@@ -14,16 +14,8 @@ use std::{
 };
 
 use koupleless_module::{ModuleKey, Version};
-use koupleless_wire::{InstallRequest, ModuleInfo, ModuleState, Strategy};
+use koupleless_wire::{ModuleInfo, Strategy};
 use serde::{Deserialize, Serialize};
-
-use crate::{
-    handle::BaseHandle,
-    install::{ArtifactInstall, InstallSource},
-    report::Chain,
-    rollout::Fence,
-    wasm::ManifestOverrides,
-};
 
 /// One recorded install.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,27 +45,13 @@ pub(crate) struct Recorded {
 
 /// What to record of an operator's install, taken before the install consumes its source.
 pub(crate) struct Pending {
-    prefix: Option<String>,
-    location: Option<String>,
-    component: Option<Vec<u8>>,
+    pub(crate) prefix: Option<String>,
+    /// Where the component came from; `None` for a module compiled into the base.
+    pub(crate) location: Option<String>,
+    pub(crate) component: Option<Vec<u8>>,
 }
 
 impl Pending {
-    pub(crate) fn of(source: &InstallSource) -> Self {
-        match source {
-            InstallSource::Request { request, .. } => Self {
-                prefix: request.prefix.clone(),
-                location: None,
-                component: None,
-            },
-            InstallSource::Artifact(a) => Self {
-                prefix: a.overrides.prefix.clone(),
-                location: Some(a.location.clone()),
-                component: Some(a.bytes.clone()),
-            },
-        }
-    }
-
     /// Records the install that made `info`; a failure is logged: the install stands, it
     /// is only not made again after a restart.
     pub(crate) async fn save(
@@ -98,7 +76,7 @@ impl Pending {
 
 /// The recorded installs of one base.
 pub(crate) struct DesiredState {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// One change at a time.
     lock: tokio::sync::Mutex<()>,
 }
@@ -203,57 +181,6 @@ impl DesiredState {
             (a.entry.recorded_at_ms, &a.entry.name).cmp(&(b.entry.recorded_at_ms, &b.entry.name))
         });
         found
-    }
-}
-
-/// Installs every recorded install again, oldest first, at start (after the boot modules).
-/// One that no longer installs is logged and forgotten; the base starts without it.
-pub(crate) async fn install_recorded(handle: &BaseHandle, desired: &DesiredState) {
-    let serving: Vec<ModuleKey> = match handle.modules().await {
-        Ok(infos) => infos
-            .into_iter()
-            .filter(|i| i.state != ModuleState::Stopped)
-            .map(|i| ModuleKey::new(i.name, i.version))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    for Recorded { entry, component } in desired.entries().await {
-        let key = ModuleKey::new(&entry.name, entry.version.clone());
-        if serving.contains(&key) {
-            continue;
-        }
-        let source = match (component, &entry.location) {
-            (Some(bytes), Some(location)) => InstallSource::Artifact(ArtifactInstall {
-                location: format!("{location} (recorded in {})", desired.dir.display()),
-                bytes,
-                overrides: ManifestOverrides {
-                    name: Some(entry.name.clone()),
-                    version: Some(entry.version.clone()),
-                    prefix: entry.prefix.clone(),
-                },
-                strategy: entry.strategy,
-                fence: Fence::default(),
-                by_operator: false,
-            }),
-            _ => InstallSource::Request {
-                request: InstallRequest {
-                    version: Some(entry.version.clone()),
-                    prefix: entry.prefix.clone(),
-                    strategy: entry.strategy,
-                    ..InstallRequest::new(entry.name.clone())
-                },
-                by_operator: false,
-            },
-        };
-        match handle.install_source(source).await {
-            Ok(_) => {
-                tracing::info!(module = %key, "installed again, as an operator installed it before the restart")
-            }
-            Err(e) => {
-                tracing::error!(module = %key, error = %Chain(&e), "a recorded install failed at start; it is forgotten (install it again through the admin API)");
-                let _ = desired.forget(&key).await;
-            }
-        }
     }
 }
 

@@ -78,6 +78,22 @@ impl InstallSource {
             InstallSource::Artifact(a) => a.by_operator,
         }
     }
+
+    /// What the desired state records of it, taken before the install consumes it.
+    pub(crate) fn to_record(&self) -> crate::desired::Pending {
+        match self {
+            InstallSource::Request { request, .. } => crate::desired::Pending {
+                prefix: request.prefix.clone(),
+                location: None,
+                component: None,
+            },
+            InstallSource::Artifact(a) => crate::desired::Pending {
+                prefix: a.overrides.prefix.clone(),
+                location: Some(a.location.clone()),
+                component: Some(a.bytes.clone()),
+            },
+        }
+    }
 }
 
 /// Reads the component a request names (`installBiz` with a `file://` `bizUrl`), so that

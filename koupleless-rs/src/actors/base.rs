@@ -21,7 +21,6 @@ use super::{
 use crate::{
     base_env::BaseEnv,
     call::{QUERY_TIMEOUT, Reply, call},
-    desired,
     error::BaseError,
     health::HealthChange,
     install::{self, ArtifactInstall, InstallSource},
@@ -317,7 +316,7 @@ impl BaseState {
             let fence = source.fence();
             let result = async {
                 let source = install::read_named_artifact(&env, source).await?;
-                let record = source.by_operator().then(|| desired::Pending::of(&source));
+                let record = source.by_operator().then(|| source.to_record());
                 // Loading a wasm artifact compiles it: done here, off the actor.
                 let module = install::resolve(&env, source).await?;
                 name = module.manifest().name;

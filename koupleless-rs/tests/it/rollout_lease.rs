@@ -75,10 +75,11 @@ max_instances = 16
     })
     .await;
     // Another holder takes the lease over (as after an expiry): the renewal finds a token
-    // that is not its own.
+    // that is not its own. Under `drain` the lease is the base's, shared by every module
+    // (`rollout.lease_scope = "base"`): its key is `*`.
     assert_eq!(
         redis
-            .command("SET lease-test:rollout:hello:lease:0 someone-else PX 500")
+            .command("SET lease-test:rollout:*:lease:0 someone-else PX 500")
             .as_deref(),
         Some("+OK")
     );
