@@ -80,7 +80,7 @@ pub(crate) async fn resolve(
         if path.contains("://") {
             return Err(WasmError::new(
                 location,
-                "only file:// locations are supported by installBiz; release other locations through storage.url",
+                "only file:// locations are read here; Arklet's installBiz downloads http:// and https:// URLs, and storage.url releases from object storage",
             )
             .into());
         }
