@@ -200,6 +200,12 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "must be at least 1s; write e.g. `1h`".to_owned(),
         ));
     }
+    if config.admin.download_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "admin.download_timeout",
+            "must be above zero; write e.g. `60s`".to_owned(),
+        ));
+    }
     if config.data.statement_timeout.is_zero()
         || config.data.max_result_mib == 0
         || config.data.module_connections == 0

@@ -128,6 +128,10 @@ pub struct AdminConfig {
     /// Largest component accepted through the admin API (an upload, or a file named by
     /// `installBiz`), in MiB.
     pub max_artifact_mib: u64,
+    /// Longest `installBiz` may take to download a component from an `http://` or
+    /// `https://` `bizUrl`, connecting, redirects and body included.
+    #[serde(with = "humantime_serde")]
+    pub download_timeout: Duration,
     /// A metric series not updated for this long leaves `/metrics`: the series of versions
     /// that left the base do not pile up. The base records its modules' states and its
     /// readiness again every twelfth of it. Process-wide: the first base started decides.
@@ -148,6 +152,7 @@ impl Default for AdminConfig {
             allowed_hosts: Vec::new(),
             artifact_dirs: Vec::new(),
             max_artifact_mib: 64,
+            download_timeout: Duration::from_secs(60),
             metrics_idle_timeout: Duration::from_secs(3600),
         }
     }

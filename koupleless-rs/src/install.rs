@@ -114,7 +114,7 @@ pub(crate) async fn read_named_artifact(
     if path.contains("://") {
         return Err(WasmError::new(
             &location,
-            "only file:// locations are supported by installBiz; release other locations through storage.url",
+            "only file:// locations are read here; Arklet's installBiz downloads http:// and https:// URLs, and storage.url releases from object storage",
         )
         .into());
     }

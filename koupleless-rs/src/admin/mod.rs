@@ -3,8 +3,11 @@
 
 mod arklet;
 mod auth;
+mod bizops;
+mod download;
 mod guard;
 mod rest;
+mod system;
 
 use axum::{Router, middleware, routing::get};
 use koupleless_config::AdminConfig;
@@ -22,7 +25,7 @@ pub(crate) fn admin_router(
     let max_artifact_bytes =
         usize::try_from(config.max_artifact_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let mut router = Router::new()
-        .merge(arklet::routes())
+        .merge(arklet::routes(handle.clone(), config))
         .merge(rest::routes(max_artifact_bytes))
         .route("/metrics", get(metrics))
         .fallback(arklet::unknown_command)
