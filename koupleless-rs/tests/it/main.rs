@@ -1,5 +1,6 @@
 //! The base's integration tests, one binary: each starts a real base on ephemeral loopback
-//! ports and talks HTTP to it; the Redis and S3 tests start their own servers. The memory
+//! ports and talks HTTP to it; the Redis, S3, Azure Blob (Azurite) and GCS
+//! (fake-gcs-server) tests start their own servers. The memory
 //! test (`tests/wasm_memory.rs`) has a process of its own, since it measures the process.
 
 mod architecture;
@@ -12,6 +13,8 @@ mod request_span;
 mod rollout_lease;
 mod spin;
 mod storage;
+mod storage_azure;
+mod storage_gcs;
 mod storage_s3;
 mod support;
 mod wasm;

@@ -1,6 +1,7 @@
 //! Shared test support: a configurable module, a base on ephemeral ports, an HTTP client.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod emulator;
 pub mod guests;
 pub mod redis;
 
