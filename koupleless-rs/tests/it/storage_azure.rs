@@ -158,7 +158,11 @@ async fn a_wrong_key_is_reported_with_the_location() {
     let azurite = Emulator::azurite();
     create_container(&azurite).await;
     let wrong = "d3Jvbmcta2V5LWZvci10aGUtdGVzdA==";
-    let config = base_config(&azurite).replace(KEY, wrong);
+    // A base whose storage refuses it from the start waits for its first sync until
+    // `storage.first_sync_timeout`, then serves what it has.
+    let config = base_config(&azurite)
+        .replace(KEY, wrong)
+        .replace("[storage]\n", "[storage]\nfirst_sync_timeout = \"1s\"\n");
     let base = start_base(vec![], &config).await;
     let http = Http::new();
     eventually(WITHIN, "the storage condition in /readyz", || async {
