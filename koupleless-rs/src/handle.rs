@@ -77,8 +77,18 @@ impl BaseHandle {
                 prefix,
             },
             strategy,
+            config: None,
             fence: crate::rollout::Fence::default(),
         };
+        self.install_artifact(artifact).await
+    }
+
+    /// Installs (or upgrades to) an uploaded component, with its release config when one came
+    /// with it.
+    pub(crate) async fn install_artifact(
+        &self,
+        artifact: ArtifactInstall,
+    ) -> Result<ModuleInfo, BaseError> {
         self.operation(|r| BaseMsg::Install(InstallSource::Artifact(artifact), r))
             .await
     }

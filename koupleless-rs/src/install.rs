@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use koupleless_config::{ModuleConfig, ReleaseConfig};
 use koupleless_module::{Module, Version};
 use koupleless_wire::{InstallRequest, Strategy};
 
@@ -25,9 +26,25 @@ pub(crate) struct ArtifactInstall {
     pub(crate) overrides: ManifestOverrides,
     /// The request's strategy, else the module's configured one.
     pub(crate) strategy: Option<Strategy>,
+    /// The release's own configuration (`module.toml`), when it ships one.
+    pub(crate) config: Option<ConfigUpload>,
     /// Whether the install still holds the rollout lease: the install stops before the new
     /// version takes traffic when it does not.
     pub(crate) fence: Fence,
+}
+
+/// A release's `module.toml`, as downloaded from storage or uploaded with the component.
+pub(crate) struct ConfigUpload {
+    /// Where it came from, for messages.
+    pub(crate) location: String,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The module an install resolved to, and the configuration it runs with when its release
+/// shipped one (`None`: the base's `[modules.<name>]` section alone).
+pub(crate) struct Resolved {
+    pub(crate) module: Arc<dyn Module>,
+    pub(crate) config: Option<Arc<ModuleConfig>>,
 }
 
 /// What an install starts from.
@@ -64,14 +81,29 @@ impl InstallSource {
 
 /// The module an install names: a native one from the catalog, or a wasm component read
 /// from its artifact and compiled (off the Base actor: compiling takes a while).
-pub(crate) async fn resolve(
-    env: &BaseEnv,
-    source: InstallSource,
-) -> Result<Arc<dyn Module>, BaseError> {
+pub(crate) async fn resolve(env: &BaseEnv, source: InstallSource) -> Result<Resolved, BaseError> {
     let request = match source {
         InstallSource::Artifact(artifact) => {
-            let module = load(env, &artifact.location, artifact.bytes, artifact.overrides).await?;
-            return Ok(module);
+            // Checked before the component is compiled: a bad config fails fast.
+            let release = artifact
+                .config
+                .map(|c| ReleaseConfig::parse(&c.location, &c.bytes).map(|r| (c.location, r)))
+                .transpose()?;
+            let module = env.wasm_engine().await?;
+            let module = WasmModule::load(
+                module,
+                &artifact.location,
+                artifact.bytes,
+                artifact.overrides,
+                &env.modules,
+                release.as_ref().map(|(file, r)| (file.as_str(), r)),
+            )
+            .await?;
+            let config = release.is_some().then(|| module.config());
+            return Ok(Resolved {
+                module: Arc::new(module),
+                config,
+            });
         }
         InstallSource::Request(request) => request,
     };
@@ -90,14 +122,22 @@ pub(crate) async fn resolve(
             version: request.version.clone(),
             prefix: request.prefix.clone(),
         };
-        return load(env, location, bytes, overrides).await;
+        return load(env, location, bytes, overrides).await.map(|module| Resolved {
+            module,
+            config: None,
+        });
     }
     let pinned: Option<&Version> =
         request
             .version
             .as_ref()
             .or(env.modules.get(&request.name).settings().version.as_ref());
-    env.catalog.resolve(&request.name, pinned)
+    env.catalog
+        .resolve(&request.name, pinned)
+        .map(|module| Resolved {
+            module,
+            config: None,
+        })
 }
 
 /// A component file named by `installBiz`: a regular file, inside `admin.artifact_dirs`
@@ -171,6 +211,6 @@ async fn load(
     overrides: ManifestOverrides,
 ) -> Result<Arc<dyn Module>, BaseError> {
     let engine = env.wasm_engine().await?;
-    let module = WasmModule::load(engine, location, bytes, overrides, &env.modules).await?;
+    let module = WasmModule::load(engine, location, bytes, overrides, &env.modules, None).await?;
     Ok(Arc::new(module))
 }

@@ -299,10 +299,12 @@ impl BaseState {
             let fence = source.fence();
             let result = async {
                 // Loading a wasm artifact compiles it: done here, off the actor.
-                let module = install::resolve(&env, source).await?;
+                let install::Resolved { module, config } = install::resolve(&env, source).await?;
                 name = module.manifest().name;
-                let strategy = env.strategy_for(&name, requested);
+                let released = config.as_ref().and_then(|c| c.settings().strategy);
+                let strategy = env.strategy_for(&name, requested.or(released));
                 let _guard = env.lock_for(&name).lock_owned().await;
+                env.set_release_config(&module.manifest().key(), config);
                 ops.install(module, strategy, &fence).await
             }
             .await;
@@ -380,6 +382,7 @@ impl BaseState {
             }
             OpMsg::Stopped(key, why, reply) => {
                 table.stopped(&key, why);
+                self.env.set_release_config(&key, None);
                 let _ = reply.send(());
             }
             OpMsg::Broken(key, why, reply) => {
@@ -421,6 +424,7 @@ impl Installer for ActorRef<BaseMsg> {
                 prefix: None,
             },
             strategy: None,
+            config: release.config,
             fence: release.fence,
         };
         // An install answers when it is done; its steps are bounded by their own timeouts.
