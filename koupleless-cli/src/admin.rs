@@ -161,12 +161,14 @@ impl<'a> Admin<'a> {
                 )
                 .file_name("module.wasm")
                 .mime_str("application/wasm")?;
-                let form = reqwest::multipart::Form::new().part("component", part).part(
-                    "config",
-                    reqwest::multipart::Part::bytes(config.bytes.clone())
-                        .file_name("module.toml")
-                        .mime_str("application/toml")?,
-                );
+                let form = reqwest::multipart::Form::new()
+                    .part("component", part)
+                    .part(
+                        "config",
+                        reqwest::multipart::Part::bytes(config.bytes.clone())
+                            .file_name("module.toml")
+                            .mime_str("application/toml")?,
+                    );
                 request.multipart(form)
             }
             None => request

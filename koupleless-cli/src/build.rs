@@ -244,8 +244,13 @@ pub(crate) async fn release(
         let location =
             koupleless_release::publish_config(&storage, &name, &version, config.bytes.clone())
                 .await
-                .map_err(|e| anyhow::anyhow!("release of {} to {url} failed: {e}", config.path.display()))?;
-        out.say(&format!("released {} at {location}, with its .sha256", config.path.display()));
+                .map_err(|e| {
+                    anyhow::anyhow!("release of {} to {url} failed: {e}", config.path.display())
+                })?;
+        out.say(&format!(
+            "released {} at {location}, with its .sha256",
+            config.path.display()
+        ));
     }
     let size = component.bytes.len() as u64;
     let bar = out.upload_bar(size, format!("uploading {name}@{version} to {url}"));

@@ -29,9 +29,7 @@ pub use error::ConfigError;
 pub use load::LoadedConfig;
 pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
 pub use redact::redact_url;
-pub use release::{
-    FORBIDDEN_KEYS, MAX_RELEASE_CONFIG_BYTES, ReleaseConfig, ReleaseConfigError,
-};
+pub use release::{FORBIDDEN_KEYS, MAX_RELEASE_CONFIG_BYTES, ReleaseConfig, ReleaseConfigError};
 pub use sections::{
     AdminConfig, Config, ConnectionLimits, DataConfig, DatabaseConfig, HealthConfig,
     KeyValueConfig, LogConfig, LogFormat, ProbeListeners, RedisConfig, RolloutConfig, ServerConfig,

@@ -231,10 +231,17 @@ mod tests {
 
     #[test]
     fn grants_are_refused_with_the_reason() {
-        for key in ["databases = [\"hr\"]", "database = \"hr\"", "allowed_hosts = [\"*\"]"] {
+        for key in [
+            "databases = [\"hr\"]",
+            "database = \"hr\"",
+            "allowed_hosts = [\"*\"]",
+        ] {
             let e = refused(&format!("{key}\n"));
             let name = key.split(' ').next().unwrap();
-            assert!(e.contains(&format!("`{name}` may not be set by a release")), "{e}");
+            assert!(
+                e.contains(&format!("`{name}` may not be set by a release")),
+                "{e}"
+            );
             assert!(e.contains(&format!("modules.<name>.{name}")), "{e}");
         }
         assert!(refused("enabled = false\n").contains("operator's decision"));
@@ -243,7 +250,9 @@ mod tests {
     #[test]
     fn bad_toml_non_utf8_and_oversized_files_are_refused() {
         assert!(refused("max_concurrent_requests = \n").contains("not valid TOML"));
-        let e = ReleaseConfig::parse(FILE, &[0xff, 0xfe]).unwrap_err().to_string();
+        let e = ReleaseConfig::parse(FILE, &[0xff, 0xfe])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not UTF-8"), "{e}");
         let big = format!("pad = \"{}\"\n", "x".repeat(MAX_RELEASE_CONFIG_BYTES));
         assert!(refused(&big).contains("more than the 64 KiB"));

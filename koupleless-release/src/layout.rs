@@ -42,11 +42,10 @@ pub struct ConfigFile {
 pub fn config_location(artifact: &Path) -> Path {
     let key = artifact.as_ref();
     match key.strip_suffix(MODULE_FILE) {
-        Some(dir) if dir.is_empty() || dir.ends_with('/') => Path::from(format!("{dir}{CONFIG_FILE}")),
-        _ => Path::from(format!(
-            "{}.toml",
-            key.strip_suffix(".wasm").unwrap_or(key)
-        )),
+        Some(dir) if dir.is_empty() || dir.ends_with('/') => {
+            Path::from(format!("{dir}{CONFIG_FILE}"))
+        }
+        _ => Path::from(format!("{}.toml", key.strip_suffix(".wasm").unwrap_or(key))),
     }
 }
 

@@ -122,10 +122,12 @@ pub(crate) async fn resolve(env: &BaseEnv, source: InstallSource) -> Result<Reso
             version: request.version.clone(),
             prefix: request.prefix.clone(),
         };
-        return load(env, location, bytes, overrides).await.map(|module| Resolved {
-            module,
-            config: None,
-        });
+        return load(env, location, bytes, overrides)
+            .await
+            .map(|module| Resolved {
+                module,
+                config: None,
+            });
     }
     let pinned: Option<&Version> =
         request

@@ -36,10 +36,10 @@ pub(super) fn routes(max_artifact_bytes: usize) -> Router<BaseHandle> {
             // Room for a release config and the multipart framing beside the component.
             post(move |handle, query, request| upload(handle, query, request, max_artifact_bytes))
                 .layer(axum::extract::DefaultBodyLimit::max(
-                max_artifact_bytes
-                    .saturating_add(koupleless_config::MAX_RELEASE_CONFIG_BYTES)
-                    .saturating_add(16 * 1024),
-            )),
+                    max_artifact_bytes
+                        .saturating_add(koupleless_config::MAX_RELEASE_CONFIG_BYTES)
+                        .saturating_add(16 * 1024),
+                )),
         )
 }
 
@@ -184,7 +184,11 @@ async fn release_parts(
                 config = Some(bytes);
             }
             other => {
-                let other = other.unwrap_or("(unnamed)").chars().take(64).collect::<String>();
+                let other = other
+                    .unwrap_or("(unnamed)")
+                    .chars()
+                    .take(64)
+                    .collect::<String>();
                 return Err(bad_request(format!(
                     "unexpected or repeated part `{other}`; {shape}"
                 )));

@@ -8,6 +8,7 @@ mod data;
 mod hardening;
 mod kernel;
 mod redis_kv;
+mod release_config;
 mod request_span;
 mod rollout_lease;
 mod spin;
