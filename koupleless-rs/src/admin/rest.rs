@@ -169,6 +169,14 @@ async fn release_parts(
     while let Some(mut field) = multipart.next_field().await.map_err(failed)? {
         match field.name() {
             Some("component") if component.is_none() => {
+                let wasm = field
+                    .content_type()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("application/wasm"));
+                if !wasm {
+                    return Err(bad_request(format!(
+                        "the `component` part must say Content-Type: application/wasm; {shape}"
+                    )));
+                }
                 component = Some(field.bytes().await.map_err(failed)?);
             }
             Some("config") if config.is_none() => {
