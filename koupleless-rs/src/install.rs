@@ -89,9 +89,9 @@ pub(crate) async fn resolve(env: &BaseEnv, source: InstallSource) -> Result<Reso
                 .config
                 .map(|c| ReleaseConfig::parse(&c.location, &c.bytes).map(|r| (c.location, r)))
                 .transpose()?;
-            let module = env.wasm_engine().await?;
+            let engine = env.wasm_engine().await?;
             let module = WasmModule::load(
-                module,
+                engine,
                 &artifact.location,
                 artifact.bytes,
                 artifact.overrides,
