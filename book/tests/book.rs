@@ -8,7 +8,7 @@ use figment::{
     Figment,
     providers::{Format, Serialized, Toml},
 };
-use koupleless::config::{Config, LoadedConfig};
+use koupleless::config::{Config, LoadedConfig, ReleaseConfig};
 
 /// One fenced block of a chapter.
 struct Block {
@@ -215,6 +215,19 @@ fn toml_blocks_load_as_the_base_loads_its_configuration() {
                 Figment::from(Toml::string(&block.text)).extract::<figment::value::Dict>()
             {
                 problems.push(format!("{}: not valid TOML: {e}", block.at()));
+            }
+            continue;
+        }
+        // A release's own config, headed by a comment naming its `module.toml`, is checked as
+        // a base checks one.
+        if block
+            .text
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with('#') && l.ends_with("module.toml"))
+        {
+            if let Err(e) = ReleaseConfig::parse("module.toml", block.text.as_bytes()) {
+                problems.push(format!("{}: {e}", block.at()));
             }
             continue;
         }

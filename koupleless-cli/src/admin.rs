@@ -150,12 +150,32 @@ impl<'a> Admin<'a> {
             component.bytes.len() as u64,
             format!("uploading to {}", self.url),
         );
-        let request = self
-            .post("/artifacts")
-            .query(&query)
-            .header("content-type", "application/wasm")
-            .header("content-length", component.bytes.len())
-            .body(upload_body(&component.bytes, bar.clone()));
+        let request = self.post("/artifacts").query(&query);
+        let request = match &deploy.config {
+            // With its release config: one multipart request, so the base installs both or
+            // neither.
+            Some(config) => {
+                let part = reqwest::multipart::Part::stream_with_length(
+                    upload_body(&component.bytes, bar.clone()),
+                    component.bytes.len() as u64,
+                )
+                .file_name("module.wasm")
+                .mime_str("application/wasm")?;
+                let form = reqwest::multipart::Form::new()
+                    .part("component", part)
+                    .part(
+                        "config",
+                        reqwest::multipart::Part::bytes(config.bytes.clone())
+                            .file_name("module.toml")
+                            .mime_str("application/toml")?,
+                    );
+                request.multipart(form)
+            }
+            None => request
+                .header("content-type", "application/wasm")
+                .header("content-length", component.bytes.len())
+                .body(upload_body(&component.bytes, bar.clone())),
+        };
         let sent = self
             .send::<ModuleInfo>(request, "install the component")
             .await;

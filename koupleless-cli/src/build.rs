@@ -52,6 +52,31 @@ pub(crate) struct Deploy {
     pub(crate) version: Option<Version>,
     pub(crate) prefix: Option<String>,
     pub(crate) strategy: Option<Strategy>,
+    /// The release's config (`--config`), read and checked.
+    pub(crate) config: Option<ConfigFile>,
+}
+
+/// A release config read from disk.
+pub(crate) struct ConfigFile {
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Reads `--config FILE` and checks it as every base will: at most 64 KiB of TOML, the keys
+/// the base reads of their types, no grants.
+pub(crate) fn release_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(koupleless_config::MAX_RELEASE_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    koupleless_config::ReleaseConfig::parse(&path.display().to_string(), &bytes)?;
+    Ok(ConfigFile {
+        path: path.to_owned(),
+        bytes,
+    })
 }
 
 /// `koupleless build PATH`.
@@ -203,7 +228,7 @@ pub(crate) async fn release(
         );
     }
     let (name, version) = release_key(component, deploy)?;
-    let mut config = StorageConfig {
+    let mut storage = StorageConfig {
         url: url.to_owned(),
         ..StorageConfig::default()
     };
@@ -211,12 +236,26 @@ pub(crate) async fn release(
         let Some((key, value)) = option.split_once('=') else {
             bail!("--store-option `{option}` is not KEY=VALUE");
         };
-        config.options.insert(key.to_owned(), value.to_owned());
+        storage.options.insert(key.to_owned(), value.to_owned());
+    }
+    // The config first: a base installs a complete artifact with whatever complete config
+    // is beside it at that moment.
+    if let Some(config) = &deploy.config {
+        let location =
+            koupleless_release::publish_config(&storage, &name, &version, config.bytes.clone())
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("release of {} to {url} failed: {e}", config.path.display())
+                })?;
+        out.say(&format!(
+            "released {} at {location}, with its .sha256",
+            config.path.display()
+        ));
     }
     let size = component.bytes.len() as u64;
     let bar = out.upload_bar(size, format!("uploading {name}@{version} to {url}"));
     let published = koupleless_release::publish_with_progress(
-        &config,
+        &storage,
         &name,
         &version,
         component.bytes.clone(),

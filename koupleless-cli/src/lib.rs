@@ -83,6 +83,10 @@ enum Command {
         /// Upgrade strategy: swap, drain, installOnly, uninstallThenInstall.
         #[arg(long)]
         strategy: Option<Strategy>,
+        /// The release's config (`module.toml`): the module's defaults, which each base's
+        /// `[modules.<name>]` section overrides. Released beside the artifact, or sent with it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         base: BaseArgs,
     },
@@ -204,14 +208,18 @@ async fn run(command: Command, out: &Out) -> anyhow::Result<()> {
             version,
             prefix,
             strategy,
+            config,
             base,
         } => {
+            // Checked before anything is built or sent.
+            let config = config.as_deref().map(build::release_config).transpose()?;
             let component = build::component(&path, target_dir.as_deref(), out)?;
             let deploy = build::Deploy {
                 name,
                 version,
                 prefix,
                 strategy,
+                config,
             };
             match store {
                 Some(url) => build::release(&component, &deploy, &url, &store_options, out).await?,

@@ -227,6 +227,86 @@ async fn a_release_to_storage_is_installed_by_the_base_watching_it() {
     base.shutdown().await.unwrap();
 }
 
+/// `deploy --config` releases `module.toml` (and its digest) beside the artifact, or sends it
+/// with the component to a base; a config every base would refuse is refused before anything
+/// is built or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_carries_the_release_config_to_storage_and_to_a_base() {
+    let component = tokio::task::spawn_blocking(built_module).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let good = work.path().join("module.toml");
+    std::fs::write(&good, "greeting = \"from the release\"\n").unwrap();
+    let bad = work.path().join("bad.toml");
+    std::fs::write(&bad, "database = \"hr\"\n").unwrap();
+
+    let store = work.path().join("store");
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--version",
+        "2.0.0",
+        "--config",
+        good.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let released = store.join("hello/2.0.0/module.toml");
+    assert_eq!(
+        std::fs::read(&released).unwrap(),
+        std::fs::read(&good).unwrap()
+    );
+    let digest = std::fs::read_to_string(store.join("hello/2.0.0/module.toml.sha256")).unwrap();
+    assert_eq!(digest.split_whitespace().next().map(str::len), Some(64));
+
+    let base = base(&format!(
+        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n",
+        store.display()
+    ))
+    .await;
+    wait_until_served(&base, "hello@2.0.0").await;
+    let (_, body) = get(&format!("http://{}/hello/hello", base.app_addr())).await;
+    assert_eq!(body, "from the release from hello@2.0.0");
+
+    let admin = format!("http://{}", base.admin_addr().unwrap());
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--base",
+        &admin,
+        "--version",
+        "2.1.0",
+        "--config",
+        bad.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(
+        stderr.contains("`database` may not be set by a release"),
+        "{stderr}"
+    );
+
+    std::fs::write(&good, "greeting = \"sent along\"\n").unwrap();
+    let out = run(strings(&[
+        "deploy",
+        component.to_str().unwrap(),
+        "--base",
+        &admin,
+        "--version",
+        "2.1.0",
+        "--config",
+        good.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, body) = get(&format!("http://{}/hello/hello", base.app_addr())).await;
+    assert_eq!(body, "sent along from hello@2.1.0");
+    base.shutdown().await.unwrap();
+}
+
 /// With `--redis`, `status` reads the rollout records from Redis itself: it shows them even
 /// when no base answers, and says which base did not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,12 +22,14 @@ mod error;
 mod load;
 mod modules;
 mod redact;
+mod release;
 mod sections;
 
 pub use error::ConfigError;
 pub use load::LoadedConfig;
 pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
 pub use redact::redact_url;
+pub use release::{FORBIDDEN_KEYS, MAX_RELEASE_CONFIG_BYTES, ReleaseConfig, ReleaseConfigError};
 pub use sections::{
     AdminConfig, Config, ConnectionLimits, DataConfig, DatabaseConfig, HealthConfig,
     KeyValueConfig, LeaseScope, LogConfig, LogFormat, ProbeListeners, RedisConfig, RolloutConfig,

@@ -64,6 +64,10 @@ pub struct ModuleConfig {
 }
 
 impl ModuleConfig {
+    pub(crate) fn new(settings: ModuleSettings, section: serde_json::Value) -> Self {
+        Self { settings, section }
+    }
+
     /// The keys the base reads.
     pub fn settings(&self) -> &ModuleSettings {
         &self.settings

@@ -3,9 +3,15 @@
 //! * `<name>/<version>/module.wasm` (preferred), digest in `<name>/<version>/module.wasm.sha256`
 //! * `<name>-<version>.wasm`, digest in `<name>-<version>.wasm.sha256`
 //!
+//! A release may carry its configuration beside the artifact: `<name>/<version>/module.toml`
+//! (flat: `<name>-<version>.toml`), with its own digest file (`module.toml.sha256`).
+//!
 //! An artifact is complete when its digest file is present (the download is then checked
 //! against it), or when its size and ETag (or modification time) are the same in two
-//! listings in a row: an upload still being written is never installed.
+//! listings in a row: an upload still being written is never installed. A release config
+//! follows the same rule, and a release whose config is not complete yet waits with it: it
+//! is never installed without the config it ships, nor with half of it. Publish the config
+//! first and the artifact last, each followed by its digest.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +23,31 @@ use koupleless_wire::Version;
 pub const MODULE_FILE: &str = "module.wasm";
 /// Appended to an artifact's key to name its digest file.
 pub const DIGEST_SUFFIX: &str = ".sha256";
+/// The file name of a release's configuration in the preferred layout.
+pub const CONFIG_FILE: &str = "module.toml";
+
+/// A release's configuration file, as found in storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The object's key.
+    pub location: Path,
+    /// Size in bytes, as listed.
+    pub size: u64,
+    /// The digest file's key, when there is one.
+    pub digest: Option<Path>,
+}
+
+/// Where the configuration of the artifact at `artifact` is: `module.toml` beside
+/// `module.wasm`, or `<name>-<version>.toml` beside `<name>-<version>.wasm`.
+pub fn config_location(artifact: &Path) -> Path {
+    let key = artifact.as_ref();
+    match key.strip_suffix(MODULE_FILE) {
+        Some(dir) if dir.is_empty() || dir.ends_with('/') => {
+            Path::from(format!("{dir}{CONFIG_FILE}"))
+        }
+        _ => Path::from(format!("{}.toml", key.strip_suffix(".wasm").unwrap_or(key))),
+    }
+}
 
 /// One release of one module, as found in storage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +62,8 @@ pub struct Artifact {
     pub size: u64,
     /// The digest file's key, when there is one.
     pub digest: Option<Path>,
+    /// The release's configuration, when it ships one.
+    pub config: Option<ConfigFile>,
 }
 
 /// What identifies one upload of an object: a rewrite changes at least one of these.
@@ -109,6 +142,13 @@ impl Layout {
                 listing.pending.push(meta.location.to_string());
                 continue;
             }
+            let config = match self.config_of(&meta.location, &keys) {
+                Ok(config) => config,
+                Err(pending) => {
+                    listing.pending.push(pending);
+                    continue;
+                }
+            };
             listing
                 .modules
                 .entry(name.clone())
@@ -119,6 +159,7 @@ impl Layout {
                     location: meta.location.clone(),
                     size: meta.size,
                     digest,
+                    config,
                 });
         }
         for artifacts in listing.modules.values_mut() {
@@ -136,6 +177,29 @@ impl Layout {
         }
         self.previous = seen;
         listing
+    }
+
+    /// The complete config beside the artifact at `artifact`, if there is one; `Err` names
+    /// a config still being written, with which the release waits.
+    fn config_of(
+        &self,
+        artifact: &Path,
+        keys: &HashMap<&Path, &ObjectMeta>,
+    ) -> Result<Option<ConfigFile>, String> {
+        let location = config_location(artifact);
+        let Some(meta) = keys.get(&location) else {
+            return Ok(None);
+        };
+        let digest = Path::from(format!("{location}{DIGEST_SUFFIX}"));
+        let digest = keys.contains_key(&digest).then_some(digest);
+        if digest.is_none() && self.previous.get(&location) != Some(&Fingerprint::of(meta)) {
+            return Err(location.to_string());
+        }
+        Ok(Some(ConfigFile {
+            location,
+            size: meta.size,
+            digest,
+        }))
     }
 }
 
@@ -244,6 +308,39 @@ mod tests {
         assert!(growing.modules.is_empty());
         let done = layout.read(&prefix, &[meta("payroll/1.4.0/module.wasm", 20, "b")]);
         assert_eq!(versions(&done, "payroll"), ["1.4.0"]);
+    }
+
+    #[test]
+    fn a_config_beside_the_artifact_is_found_and_a_release_waits_for_it() {
+        let prefix = Path::from("r");
+        let mut layout = Layout::default();
+        let objects = [
+            meta("r/payroll/1.4.0/module.wasm", 10, "a"),
+            meta("r/payroll/1.4.0/module.wasm.sha256", 64, "b"),
+            meta("r/payroll/1.4.0/module.toml", 5, "c"),
+            meta("r/hr-2.0.0.wasm", 10, "d"),
+            meta("r/hr-2.0.0.wasm.sha256", 64, "e"),
+            meta("r/hr-2.0.0.toml", 5, "f"),
+            meta("r/hr-2.0.0.toml.sha256", 64, "g"),
+        ];
+        // The payroll config has no digest and is new: the release waits for it.
+        let first = layout.read(&prefix, &objects);
+        assert!(!first.modules.contains_key("payroll"));
+        assert_eq!(first.pending, ["r/payroll/1.4.0/module.toml"]);
+        let hr = &first.modules["hr"][0];
+        let config = hr.config.as_ref().expect("hr ships a config");
+        assert_eq!(config.location.as_ref(), "r/hr-2.0.0.toml");
+        assert_eq!(
+            config.digest.as_ref().map(Path::as_ref),
+            Some("r/hr-2.0.0.toml.sha256")
+        );
+        // Unchanged in a second listing: complete.
+        let second = layout.read(&prefix, &objects);
+        let payroll = &second.modules["payroll"][0];
+        let config = payroll.config.as_ref().expect("payroll ships a config");
+        assert_eq!(config.location.as_ref(), "r/payroll/1.4.0/module.toml");
+        assert_eq!(config.digest, None);
+        assert!(second.ignored.is_empty(), "{:?}", second.ignored);
     }
 
     #[test]

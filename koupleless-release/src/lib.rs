@@ -29,4 +29,6 @@ pub use digest::sha256_hex;
 pub use manifest_section::{
     ArtifactError, MANIFEST_SECTION, MIGRATIONS_SECTION, embedded_manifest, embedded_migrations,
 };
-pub use store::{StorageError, Store, UPLOAD_PART_SIZE, publish, publish_with_progress};
+pub use store::{
+    StorageError, Store, UPLOAD_PART_SIZE, publish, publish_config, publish_with_progress,
+};

@@ -11,7 +11,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, p
 
 use crate::{
     digest::sha256_hex,
-    layout::{self, Artifact},
+    layout::{self, Artifact, ConfigFile},
 };
 
 /// The configured location: a store and the prefix under which modules are released.
@@ -32,6 +32,9 @@ pub enum StorageError {
     /// `storage.url` or `storage.options` cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A release's `module.toml` cannot be used.
+    #[error(transparent)]
+    ReleaseConfig(#[from] koupleless_config::ReleaseConfigError),
     /// Listing the location failed.
     #[error("listing {url} failed")]
     List {
@@ -155,6 +158,49 @@ pub async fn publish_with_progress(
     storage
         .store
         .put(&digest, text.into_bytes().into())
+        .await
+        .map_err(|source| StorageError::UploadDigest {
+            digest: storage.describe(&digest),
+            location: where_.clone(),
+            source,
+        })?;
+    Ok(where_)
+}
+
+/// Releases `text` as the configuration of `name@version` at `config.url`:
+/// `<prefix>/<name>/<version>/module.toml`, then its `module.toml.sha256`. Publish it before
+/// the artifact ([`publish`]): a base installs a complete artifact with whatever complete
+/// config is beside it at that moment. The text is checked first ([`ReleaseConfig::parse`]),
+/// so a config every base would refuse is never published. Returns where it is.
+///
+/// [`ReleaseConfig::parse`]: koupleless_config::ReleaseConfig::parse
+pub async fn publish_config(
+    config: &StorageConfig,
+    name: &str,
+    version: &Version,
+    text: Vec<u8>,
+) -> Result<String, StorageError> {
+    let storage = Store::open(config)?;
+    let key = Path::from_iter(storage.prefix.parts().chain([
+        name.into(),
+        version.to_string().as_str().into(),
+        layout::CONFIG_FILE.into(),
+    ]));
+    let where_ = storage.describe(&key);
+    koupleless_config::ReleaseConfig::parse(&where_, &text)?;
+    let digest = Path::from(format!("{key}{}", layout::DIGEST_SUFFIX));
+    let line = format!("{}  {}\n", sha256_hex(&text), layout::CONFIG_FILE);
+    storage
+        .store
+        .put(&key, text.into())
+        .await
+        .map_err(|source| StorageError::Upload {
+            location: where_.clone(),
+            source,
+        })?;
+    storage
+        .store
+        .put(&digest, line.into_bytes().into())
         .await
         .map_err(|source| StorageError::UploadDigest {
             digest: storage.describe(&digest),
@@ -296,42 +342,85 @@ impl Store {
             bytes.extend_from_slice(&chunk);
         }
         if let Some(digest) = &artifact.digest {
-            let read_digest = |source| StorageError::ReadDigest {
-                location: self.describe(digest),
-                source,
-            };
-            // A digest file is one line; more than that is not read.
-            let expected = self
-                .store
-                .get_opts(
-                    digest,
-                    object_store::GetOptions {
-                        range: Some(object_store::GetRange::Bounded(0..DIGEST_FILE_MAX)),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(read_digest)?
-                .bytes()
-                .await
-                .map_err(read_digest)?;
-            // `sha256sum` output ("<hex>  module.wasm") or the bare hex digest.
-            let expected = String::from_utf8_lossy(&expected)
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let actual = sha256_hex(&bytes);
-            if expected != actual {
-                return Err(StorageError::DigestMismatch {
-                    location: where_,
-                    digest: self.describe(digest),
-                    actual,
-                    expected,
-                });
-            }
+            self.check_digest(&where_, digest, &bytes).await?;
         }
         Ok(bytes)
+    }
+
+    /// Downloads a release's configuration: at most one byte over
+    /// [`MAX_RELEASE_CONFIG_BYTES`](koupleless_config::MAX_RELEASE_CONFIG_BYTES) is read
+    /// (parsing refuses it), and the bytes are checked against its digest file when there
+    /// is one.
+    pub async fn fetch_config(&self, config: &ConfigFile) -> Result<Vec<u8>, StorageError> {
+        let where_ = self.describe(&config.location);
+        let download = |source| StorageError::Download {
+            location: where_.clone(),
+            source,
+        };
+        let cap = koupleless_config::MAX_RELEASE_CONFIG_BYTES as u64 + 1;
+        let bytes = self
+            .store
+            .get_opts(
+                &config.location,
+                object_store::GetOptions {
+                    range: Some(object_store::GetRange::Bounded(0..cap)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(download)?
+            .bytes()
+            .await
+            .map_err(download)?
+            .to_vec();
+        if let Some(digest) = &config.digest {
+            self.check_digest(&where_, digest, &bytes).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// Checks `bytes`, downloaded from `where_`, against the digest file at `digest`.
+    async fn check_digest(
+        &self,
+        where_: &str,
+        digest: &Path,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        let read_digest = |source| StorageError::ReadDigest {
+            location: self.describe(digest),
+            source,
+        };
+        // A digest file is one line; more than that is not read.
+        let expected = self
+            .store
+            .get_opts(
+                digest,
+                object_store::GetOptions {
+                    range: Some(object_store::GetRange::Bounded(0..DIGEST_FILE_MAX)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(read_digest)?
+            .bytes()
+            .await
+            .map_err(read_digest)?;
+        // `sha256sum` output ("<hex>  module.wasm") or the bare hex digest.
+        let expected = String::from_utf8_lossy(&expected)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let actual = sha256_hex(bytes);
+        if expected != actual {
+            return Err(StorageError::DigestMismatch {
+                location: where_.to_owned(),
+                digest: self.describe(digest),
+                actual,
+                expected,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -506,6 +595,7 @@ mod tests {
             // The listing understates the size.
             size: 10,
             digest: None,
+            config: None,
         };
         let err = store.fetch(&artifact).await.expect_err("refused");
         assert!(

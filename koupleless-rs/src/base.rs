@@ -20,7 +20,7 @@ use crate::{
     desired::{DesiredState, Recorded},
     error::BaseError,
     handle::BaseHandle,
-    install::{ArtifactInstall, InstallSource},
+    install::{ArtifactInstall, ConfigUpload, InstallSource},
     probes::probe_routes,
     report::Chain,
     rollout::Fence,
@@ -266,7 +266,12 @@ pub(crate) async fn install_recorded(handle: &BaseHandle, desired: &DesiredState
             .collect(),
         Err(_) => Vec::new(),
     };
-    for Recorded { entry, component } in desired.entries().await {
+    for Recorded {
+        entry,
+        component,
+        config,
+    } in desired.entries().await
+    {
         let key = ModuleKey::new(&entry.name, entry.version.clone());
         if serving.contains(&key) {
             continue;
@@ -281,6 +286,16 @@ pub(crate) async fn install_recorded(handle: &BaseHandle, desired: &DesiredState
                     prefix: entry.prefix.clone(),
                 },
                 strategy: entry.strategy,
+                config: config.map(|bytes| ConfigUpload {
+                    location: format!(
+                        "{}/{}@{}/{}",
+                        desired.dir.display(),
+                        entry.name,
+                        entry.version,
+                        crate::desired::CONFIG
+                    ),
+                    bytes,
+                }),
                 fence: Fence::default(),
                 by_operator: false,
             }),

@@ -6,7 +6,7 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use axum::Router;
 use figment::Figment;
-use koupleless_config::{Config, ModulesConfig};
+use koupleless_config::{Config, ModuleConfig, ModulesConfig};
 use koupleless_module::{KeyValueBackend, ModuleKey, Resources};
 use koupleless_wire::Strategy;
 use tokio::sync::Mutex;
@@ -36,6 +36,9 @@ pub(crate) struct BaseEnv {
     pub(crate) desired: crate::desired::DesiredState,
     /// One lock per module name: operations on a module run one at a time.
     op_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The configuration of versions whose release shipped one (`module.toml`), merged under
+    /// the base's section; other versions run with the base's section alone.
+    release_configs: std::sync::Mutex<HashMap<ModuleKey, Arc<ModuleConfig>>>,
     /// Created on the first wasm install, so bases without wasm modules reserve nothing.
     wasm: tokio::sync::OnceCell<Arc<WasmEngine>>,
 }
@@ -65,6 +68,7 @@ impl BaseEnv {
             listeners,
             databases,
             op_locks: Default::default(),
+            release_configs: Default::default(),
             wasm: Default::default(),
         }
     }
@@ -105,6 +109,32 @@ impl BaseEnv {
             .cloned()
     }
 
+    /// Records the configuration version `key` runs with when its release shipped one;
+    /// `None` forgets it (the version runs with the base's section alone).
+    pub(crate) fn set_release_config(&self, key: &ModuleKey, config: Option<Arc<ModuleConfig>>) {
+        let mut configs = self
+            .release_configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match config {
+            Some(config) => configs.insert(key.clone(), config),
+            None => configs.remove(key),
+        };
+    }
+
+    /// The configuration version `key` runs with: its release's merged under the base's
+    /// section, or the base's section alone.
+    pub(crate) fn module_config(&self, key: &ModuleKey) -> Arc<ModuleConfig> {
+        let configs = self
+            .release_configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match configs.get(key) {
+            Some(config) => Arc::clone(config),
+            None => Arc::new(self.modules.get(&key.name).clone()),
+        }
+    }
+
     /// The router service of one version, with its concurrency limit from configuration.
     pub(crate) fn service_for(
         &self,
@@ -112,7 +142,8 @@ impl BaseEnv {
         router: Router,
         in_flight: TaskTracker,
     ) -> ModuleService {
-        let settings = self.modules.get(&key.name).settings();
+        let config = self.module_config(key);
+        let settings = config.settings();
         let limit = settings
             .max_concurrent_requests
             .map(|max| ConcurrencyLimit::new(&key.name, max, settings.queue_timeout));

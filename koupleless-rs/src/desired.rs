@@ -37,10 +37,12 @@ pub(crate) struct Entry {
     pub(crate) recorded_at_ms: u64,
 }
 
-/// An entry and the component bytes it was installed from.
+/// An entry, the component bytes it was installed from and the release config that came
+/// with them.
 pub(crate) struct Recorded {
     pub(crate) entry: Entry,
     pub(crate) component: Option<Vec<u8>>,
+    pub(crate) config: Option<Vec<u8>>,
 }
 
 /// What to record of an operator's install, taken before the install consumes its source.
@@ -49,6 +51,8 @@ pub(crate) struct Pending {
     /// Where the component came from; `None` for a module compiled into the base.
     pub(crate) location: Option<String>,
     pub(crate) component: Option<Vec<u8>>,
+    /// The release config (`module.toml`) that came with the component.
+    pub(crate) config: Option<Vec<u8>>,
 }
 
 impl Pending {
@@ -68,7 +72,10 @@ impl Pending {
             location: self.location,
             recorded_at_ms: koupleless_release::coordination::now_ms(),
         };
-        if let Err(e) = desired.record(entry, self.component.as_deref()).await {
+        if let Err(e) = desired
+            .record(entry, self.component.as_deref(), self.config.as_deref())
+            .await
+        {
             tracing::warn!(module = %info.name, version = %info.version, dir = %desired.dir.display(), error = %e, "the install could not be recorded in the data directory; it is not installed again after a restart");
         }
     }
@@ -83,6 +90,8 @@ pub(crate) struct DesiredState {
 
 const ENTRY: &str = "install.json";
 const COMPONENT: &str = "module.wasm";
+/// The release config, as it came with the component.
+pub(crate) const CONFIG: &str = "module.toml";
 /// Largest `install.json` read back.
 const MAX_ENTRY_BYTES: u64 = 64 << 10;
 
@@ -112,6 +121,7 @@ impl DesiredState {
         &self,
         mut entry: Entry,
         component: Option<&[u8]>,
+        config: Option<&[u8]>,
     ) -> std::io::Result<()> {
         let key = ModuleKey::new(&entry.name, entry.version.clone());
         let Some(dir) = self.entry_dir(&key) else {
@@ -122,12 +132,14 @@ impl DesiredState {
             entry.recorded_at_ms = earlier.recorded_at_ms;
         }
         tokio::fs::create_dir_all(&dir).await?;
-        match component {
-            Some(bytes) => write_replacing(&dir.join(COMPONENT), bytes).await?,
-            None => match tokio::fs::remove_file(dir.join(COMPONENT)).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            },
+        for (file, bytes) in [(COMPONENT, component), (CONFIG, config)] {
+            match bytes {
+                Some(bytes) => write_replacing(&dir.join(file), bytes).await?,
+                None => match tokio::fs::remove_file(dir.join(file)).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                },
+            }
         }
         let json = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
         write_replacing(&dir.join(ENTRY), &json).await
@@ -175,7 +187,19 @@ impl DesiredState {
                 },
                 None => None,
             };
-            found.push(Recorded { entry, component });
+            let config = match tokio::fs::read(dir.join(CONFIG)).await {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    tracing::warn!(entry = %dir.display(), error = %e, "the release config of a recorded install cannot be read; it is not installed again");
+                    continue;
+                }
+            };
+            found.push(Recorded {
+                entry,
+                component,
+                config,
+            });
         }
         found.sort_by(|a, b| {
             (a.entry.recorded_at_ms, &a.entry.name).cmp(&(b.entry.recorded_at_ms, &b.entry.name))
@@ -239,16 +263,24 @@ mod tests {
         let state = DesiredState::new(data.path());
         assert!(state.entries().await.is_empty(), "nothing recorded yet");
         state
-            .record(entry("b", "1.0.0", 20, Some("upload")), Some(b"bytes-b"))
+            .record(
+                entry("b", "1.0.0", 20, Some("upload")),
+                Some(b"bytes-b"),
+                Some(b"greeting = 'hi'"),
+            )
             .await
             .unwrap();
         state
-            .record(entry("a", "2.0.0", 30, None), None)
+            .record(entry("a", "2.0.0", 30, None), None, None)
             .await
             .unwrap();
         // Recorded again later: keeps its place.
         state
-            .record(entry("b", "1.0.0", 40, Some("upload")), Some(b"bytes-b2"))
+            .record(
+                entry("b", "1.0.0", 40, Some("upload")),
+                Some(b"bytes-b2"),
+                None,
+            )
             .await
             .unwrap();
         let entries = DesiredState::new(data.path()).entries().await;
@@ -258,6 +290,7 @@ mod tests {
             .collect();
         assert_eq!(seen, [("b", 20), ("a", 30)]);
         assert_eq!(entries[0].component.as_deref(), Some(&b"bytes-b2"[..]));
+        assert_eq!(entries[0].config, None, "recorded again without a config");
         assert_eq!(entries[1].component, None);
 
         let b = ModuleKey::new("b", Version::parse("1.0.0").unwrap());
@@ -277,14 +310,14 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let state = DesiredState::new(data.path());
         state
-            .record(entry("ok", "1.0.0", 1, None), None)
+            .record(entry("ok", "1.0.0", 1, None), None, None)
             .await
             .unwrap();
         let damaged = data.path().join("installed/bad@1.0.0");
         std::fs::create_dir_all(&damaged).unwrap();
         std::fs::write(damaged.join(ENTRY), b"{ not json").unwrap();
         state
-            .record(entry("../escape", "1.0.0", 2, None), None)
+            .record(entry("../escape", "1.0.0", 2, None), None, None)
             .await
             .unwrap();
         let names: Vec<_> = state

@@ -57,6 +57,9 @@ pub enum BaseError {
     /// The base's configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A release's own configuration (`module.toml`) cannot be used; nothing was installed.
+    #[error("{0}; nothing was installed and the current version keeps serving")]
+    ReleaseConfig(#[from] koupleless_config::ReleaseConfigError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({key}): {reason}; set {key} to a free address")]
     Bind {
@@ -180,7 +183,9 @@ impl BaseError {
             BaseError::UnknownModule { .. } | BaseError::NotInstalled { .. } => {
                 StatusCode::NOT_FOUND
             }
-            BaseError::InvalidManifest(_) | BaseError::Config(_) => StatusCode::BAD_REQUEST,
+            BaseError::InvalidManifest(_) | BaseError::Config(_) | BaseError::ReleaseConfig(_) => {
+                StatusCode::BAD_REQUEST
+            }
             BaseError::RouteConflict(_) | BaseError::InvalidState { .. } => StatusCode::CONFLICT,
             BaseError::StartFailed(_) | BaseError::Artifact(_) => StatusCode::UNPROCESSABLE_ENTITY,
             BaseError::ShuttingDown
@@ -204,6 +209,7 @@ impl BaseError {
                 | BaseError::StartFailed(_)
                 | BaseError::Artifact(_)
                 | BaseError::Config(_)
+                | BaseError::ReleaseConfig(_)
         )
     }
 
@@ -218,6 +224,7 @@ impl BaseError {
             BaseError::Artifact(_) => "INVALID_ARTIFACT",
             BaseError::InvalidState { .. } => "INVALID_STATE",
             BaseError::Config(_) => "INVALID_CONFIG",
+            BaseError::ReleaseConfig(_) => "INVALID_RELEASE_CONFIG",
             BaseError::Bind { .. } => "BIND_FAILED",
             BaseError::Aborted { .. } => "ABORTED",
             BaseError::Unavailable { .. } => "UNAVAILABLE",

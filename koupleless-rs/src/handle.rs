@@ -92,9 +92,19 @@ impl BaseHandle {
                 prefix,
             },
             strategy,
+            config: None,
             fence: crate::rollout::Fence::default(),
             by_operator: true,
         };
+        self.install_artifact(artifact).await
+    }
+
+    /// Installs (or upgrades to) an uploaded component, with its release config when one came
+    /// with it.
+    pub(crate) async fn install_artifact(
+        &self,
+        artifact: ArtifactInstall,
+    ) -> Result<ModuleInfo, BaseError> {
         self.install_source(InstallSource::Artifact(artifact)).await
     }
 

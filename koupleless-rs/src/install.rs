@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use koupleless_config::{ModuleConfig, ReleaseConfig};
 use koupleless_module::{Module, Version};
 use koupleless_wire::{InstallRequest, Strategy};
 
@@ -25,12 +26,28 @@ pub(crate) struct ArtifactInstall {
     pub(crate) overrides: ManifestOverrides,
     /// The request's strategy, else the module's configured one.
     pub(crate) strategy: Option<Strategy>,
+    /// The release's own configuration (`module.toml`), when it ships one.
+    pub(crate) config: Option<ConfigUpload>,
     /// Whether the install still holds the rollout lease: the install stops before the new
     /// version takes traffic when it does not.
     pub(crate) fence: Fence,
     /// An operator's install (the admin API): recorded in the data directory and installed
     /// again when the base restarts.
     pub(crate) by_operator: bool,
+}
+
+/// A release's `module.toml`, as downloaded from storage or uploaded with the component.
+pub(crate) struct ConfigUpload {
+    /// Where it came from, for messages.
+    pub(crate) location: String,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The module an install resolved to, and the configuration it runs with when its release
+/// shipped one (`None`: the base's `[modules.<name>]` section alone).
+pub(crate) struct Resolved {
+    pub(crate) module: Arc<dyn Module>,
+    pub(crate) config: Option<Arc<ModuleConfig>>,
 }
 
 /// What an install starts from.
@@ -86,11 +103,13 @@ impl InstallSource {
                 prefix: request.prefix.clone(),
                 location: None,
                 component: None,
+                config: None,
             },
             InstallSource::Artifact(a) => crate::desired::Pending {
                 prefix: a.overrides.prefix.clone(),
                 location: Some(a.location.clone()),
                 component: Some(a.bytes.clone()),
+                config: a.config.as_ref().map(|c| c.bytes.clone()),
             },
         }
     }
@@ -128,6 +147,7 @@ pub(crate) async fn read_named_artifact(
         location,
         bytes,
         strategy: request.strategy,
+        config: None,
         fence: Fence::default(),
         by_operator,
     }))
@@ -135,14 +155,29 @@ pub(crate) async fn read_named_artifact(
 
 /// The module an install names: a native one from the catalog, or a wasm component read
 /// from its artifact and compiled (off the Base actor: compiling takes a while).
-pub(crate) async fn resolve(
-    env: &BaseEnv,
-    source: InstallSource,
-) -> Result<Arc<dyn Module>, BaseError> {
+pub(crate) async fn resolve(env: &BaseEnv, source: InstallSource) -> Result<Resolved, BaseError> {
     let request = match read_named_artifact(env, source).await? {
         InstallSource::Artifact(artifact) => {
-            let module = load(env, &artifact.location, artifact.bytes, artifact.overrides).await?;
-            return Ok(module);
+            // Checked before the component is compiled: a bad config fails fast.
+            let release = artifact
+                .config
+                .map(|c| ReleaseConfig::parse(&c.location, &c.bytes).map(|r| (c.location, r)))
+                .transpose()?;
+            let engine = env.wasm_engine().await?;
+            let module = WasmModule::load(
+                engine,
+                &artifact.location,
+                artifact.bytes,
+                artifact.overrides,
+                &env.modules,
+                release.as_ref().map(|(file, r)| (file.as_str(), r)),
+            )
+            .await?;
+            let config = release.is_some().then(|| module.config());
+            return Ok(Resolved {
+                module: Arc::new(module),
+                config,
+            });
         }
         InstallSource::Request { request, .. } => request,
     };
@@ -151,7 +186,12 @@ pub(crate) async fn resolve(
             .version
             .as_ref()
             .or(env.modules.get(&request.name).settings().version.as_ref());
-    env.catalog.resolve(&request.name, pinned)
+    env.catalog
+        .resolve(&request.name, pinned)
+        .map(|module| Resolved {
+            module,
+            config: None,
+        })
 }
 
 /// A component file named by `installBiz`: a regular file, inside `admin.artifact_dirs`
@@ -216,15 +256,4 @@ async fn read_artifact_file(
         )));
     }
     Ok(bytes)
-}
-
-async fn load(
-    env: &BaseEnv,
-    location: &str,
-    bytes: Vec<u8>,
-    overrides: ManifestOverrides,
-) -> Result<Arc<dyn Module>, BaseError> {
-    let engine = env.wasm_engine().await?;
-    let module = WasmModule::load(engine, location, bytes, overrides, &env.modules).await?;
-    Ok(Arc::new(module))
 }

@@ -318,10 +318,12 @@ impl BaseState {
                 let source = install::read_named_artifact(&env, source).await?;
                 let record = source.by_operator().then(|| source.to_record());
                 // Loading a wasm artifact compiles it: done here, off the actor.
-                let module = install::resolve(&env, source).await?;
+                let install::Resolved { module, config } = install::resolve(&env, source).await?;
                 name = module.manifest().name;
-                let strategy = env.strategy_for(&name, requested);
+                let released = config.as_ref().and_then(|c| c.settings().strategy);
+                let strategy = env.strategy_for(&name, requested.or(released));
                 let _guard = env.lock_for(&name).lock_owned().await;
+                env.set_release_config(&module.manifest().key(), config);
                 let info = ops.install(module, strategy, &fence).await?;
                 if let Some(record) = record {
                     // Under the module's lock: an uninstall that follows forgets it after.
@@ -412,6 +414,7 @@ impl BaseState {
             }
             OpMsg::Stopped(key, why, reply) => {
                 table.stopped(&key, why);
+                self.env.set_release_config(&key, None);
                 let _ = reply.send(());
             }
             OpMsg::Broken(key, why, reply) => {
@@ -453,6 +456,7 @@ impl Installer for ActorRef<BaseMsg> {
                 prefix: None,
             },
             strategy: None,
+            config: release.config,
             fence: release.fence,
             by_operator: false,
         };

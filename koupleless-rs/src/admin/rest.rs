@@ -13,7 +13,12 @@ use serde_json::json;
 use koupleless_module::Version;
 use koupleless_wire::{ApiError, InstallRequest, Strategy};
 
-use crate::{error::BaseError, handle::BaseHandle};
+use crate::{
+    error::BaseError,
+    handle::BaseHandle,
+    install::{ArtifactInstall, ConfigUpload},
+    wasm::ManifestOverrides,
+};
 
 pub(super) fn routes(max_artifact_bytes: usize) -> Router<BaseHandle> {
     Router::new()
@@ -28,7 +33,13 @@ pub(super) fn routes(max_artifact_bytes: usize) -> Router<BaseHandle> {
         .route("/storage/rescan", post(rescan))
         .route(
             "/artifacts",
-            post(upload).layer(axum::extract::DefaultBodyLimit::max(max_artifact_bytes)),
+            // Room for a release config and the multipart framing beside the component.
+            post(move |handle, query, request| upload(handle, query, request, max_artifact_bytes))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    max_artifact_bytes
+                        .saturating_add(koupleless_config::MAX_RELEASE_CONFIG_BYTES)
+                        .saturating_add(16 * 1024),
+                )),
         )
 }
 
@@ -41,42 +52,22 @@ struct UploadQuery {
 }
 
 /// `POST /artifacts` with the component as the body (`application/wasm`): installs it as
-/// `installBiz` does a file, for tools that run on another machine than the base.
+/// `installBiz` does a file, for tools that run on another machine than the base. With a
+/// release config, `multipart/form-data` with a `component` part and a `config` part (the
+/// release's `module.toml`).
 async fn upload(
     State(handle): State<BaseHandle>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
-    headers: http::HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    request: axum::extract::Request,
+    max_artifact_bytes: usize,
 ) -> Result<Response, BaseError> {
-    // Only a tool says it sends a component; a web form cannot.
-    let content_type = headers
+    use axum::extract::FromRequest;
+    let content_type = request
+        .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.eq_ignore_ascii_case("application/wasm") {
-        return Ok((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Json(ApiError::new(
-                "UNSUPPORTED_MEDIA_TYPE",
-                "send the component with Content-Type: application/wasm",
-            )),
-        )
-            .into_response());
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Ok((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Json(ApiError::new(
-                    "TOO_LARGE",
-                    "the component is larger than admin.max_artifact_mib allows; raise it or make the component smaller",
-                )),
-            )
-                .into_response());
-        }
-        Err(e) => return Ok(bad_request(e.body_text())),
-    };
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let Query(q) = match query {
         Ok(q) => q,
         Err(e) => {
@@ -86,6 +77,36 @@ async fn upload(
             )));
         }
     };
+    let (body, config) = if content_type == "application/wasm" {
+        match axum::body::Bytes::from_request(request, &()).await {
+            Ok(body) => (body, None),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Ok(too_large()),
+            Err(e) => return Ok(bad_request(e.body_text())),
+        }
+    } else if content_type.starts_with("multipart/form-data") {
+        // Browsers may send this type, but the admin API refuses every request that carries
+        // an `Origin` it was not configured with (`guard.rs`), and a page's request always does.
+        let multipart = match axum::extract::Multipart::from_request(request, &()).await {
+            Ok(m) => m,
+            Err(e) => return Ok(bad_request(e.body_text())),
+        };
+        match release_parts(multipart).await {
+            Ok(parts) => parts,
+            Err(response) => return Ok(response),
+        }
+    } else {
+        return Ok((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(ApiError::new(
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the component with Content-Type: application/wasm, or with its release config as multipart/form-data (parts `component` and `config`)",
+            )),
+        )
+            .into_response());
+    };
+    if body.len() > max_artifact_bytes {
+        return Ok(too_large());
+    }
     if body.is_empty() {
         return Ok(bad_request(
             "the body is empty; send the component's bytes (Content-Type: application/wasm)"
@@ -100,17 +121,93 @@ async fn upload(
             .map(|n| format!(", {n}"))
             .unwrap_or_default()
     );
-    let info = handle
-        .install_component(
-            &label,
-            body.to_vec(),
-            q.name.filter(|n| !n.is_empty()),
-            q.version,
-            q.prefix,
-            q.strategy,
-        )
-        .await?;
+    let artifact = ArtifactInstall {
+        location: label,
+        bytes: body.to_vec(),
+        overrides: ManifestOverrides {
+            name: q.name.filter(|n| !n.is_empty()),
+            version: q.version,
+            prefix: q.prefix,
+        },
+        strategy: q.strategy,
+        config: config.map(|bytes| ConfigUpload {
+            location: "uploaded module.toml".to_owned(),
+            bytes,
+        }),
+        fence: crate::rollout::Fence::default(),
+        by_operator: true,
+    };
+    let info = handle.install_artifact(artifact).await?;
     Ok(Json(info).into_response())
+}
+
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(ApiError::new(
+            "TOO_LARGE",
+            "the component is larger than admin.max_artifact_mib allows; raise it or make the component smaller",
+        )),
+    )
+        .into_response()
+}
+
+/// The `component` and `config` parts of an upload; any other part, or a part sent twice, is
+/// refused. The config is read up to one byte over its cap, which parsing then refuses.
+async fn release_parts(
+    mut multipart: axum::extract::Multipart,
+) -> Result<(axum::body::Bytes, Option<Vec<u8>>), Response> {
+    let shape = "send the parts `component` (the .wasm) and, optionally, `config` (module.toml)";
+    let failed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            bad_request(format!("{}; {shape}", e.body_text()))
+        }
+    };
+    let mut component = None;
+    let mut config: Option<Vec<u8>> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(failed)? {
+        match field.name() {
+            Some("component") if component.is_none() => {
+                let wasm = field
+                    .content_type()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("application/wasm"));
+                if !wasm {
+                    return Err(bad_request(format!(
+                        "the `component` part must say Content-Type: application/wasm; {shape}"
+                    )));
+                }
+                component = Some(field.bytes().await.map_err(failed)?);
+            }
+            Some("config") if config.is_none() => {
+                let cap = koupleless_config::MAX_RELEASE_CONFIG_BYTES + 1;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(failed)? {
+                    let room = cap - bytes.len();
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if bytes.len() == cap {
+                        break;
+                    }
+                }
+                config = Some(bytes);
+            }
+            other => {
+                let other = other
+                    .unwrap_or("(unnamed)")
+                    .chars()
+                    .take(64)
+                    .collect::<String>();
+                return Err(bad_request(format!(
+                    "unexpected or repeated part `{other}`; {shape}"
+                )));
+            }
+        }
+    }
+    match component {
+        Some(component) => Ok((component, config)),
+        None => Err(bad_request(format!("no `component` part; {shape}"))),
+    }
 }
 
 impl IntoResponse for BaseError {

@@ -149,15 +149,16 @@ impl Rollout {
             )
             .await;
 
-        let fetched = store.fetch(&artifact).await;
+        let fetched = fetch(store, &artifact).await;
         metrics::record_storage("get", fetched.is_ok());
         let result = match fetched {
-            Ok(bytes) => self
+            Ok((bytes, config)) => self
                 .installer
                 .install(Release {
                     location: store.describe(&artifact.location),
                     bytes,
                     key: release.clone(),
+                    config,
                     fence: Fence::new(
                         lost.clone(),
                         Arc::new(Renewal {
@@ -437,4 +438,20 @@ impl Recorder<'_> {
             .record(self.release, event, record, failure)
             .await
     }
+}
+
+/// Downloads a release: its artifact, and its config when it ships one.
+async fn fetch(
+    store: &koupleless_release::Store,
+    artifact: &Artifact,
+) -> Result<(Vec<u8>, Option<crate::install::ConfigUpload>), StorageError> {
+    let bytes = store.fetch(artifact).await?;
+    let config = match &artifact.config {
+        Some(file) => Some(crate::install::ConfigUpload {
+            location: store.describe(&file.location),
+            bytes: store.fetch_config(file).await?,
+        }),
+        None => None,
+    };
+    Ok((bytes, config))
 }

@@ -30,6 +30,8 @@ pub(crate) struct Release {
     pub(crate) bytes: Vec<u8>,
     /// The module and version the storage layout names.
     pub(crate) key: ModuleKey,
+    /// The release's own configuration (`module.toml` beside the artifact), when it ships one.
+    pub(crate) config: Option<crate::install::ConfigUpload>,
     /// Whether the install still holds the rollout lease: it stops before the new version
     /// takes traffic when it does not.
     pub(crate) fence: Fence,

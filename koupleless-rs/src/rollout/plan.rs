@@ -115,6 +115,7 @@ mod tests {
             location: Path::from(format!("payroll/{version}/module.wasm")),
             size: 1,
             digest: None,
+            config: None,
         }
     }
 

@@ -7,7 +7,7 @@ use axum::{Router, body::Body};
 use http::Request;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use koupleless_config::ModuleConfig;
+use koupleless_config::{ModuleConfig, ReleaseConfig};
 use koupleless_module::{
     Health, Manifest, Module, ModuleContext, ModuleError, Version, sql::Migration,
 };
@@ -25,6 +25,8 @@ use crate::report::Chain;
 #[derive(Clone)]
 pub(crate) struct WasmModule {
     manifest: Manifest,
+    /// The configuration it runs with: the base's section, over its release's config.
+    config: Arc<ModuleConfig>,
     migrations: Vec<Migration>,
     pool: Arc<InstancePool>,
 }
@@ -43,14 +45,16 @@ pub(crate) struct ManifestOverrides {
 
 impl WasmModule {
     /// Checks the manifest, compiles the component (on a blocking thread) and type-checks its
-    /// imports against the base's linker. Nothing is instantiated yet.
+    /// imports against the base's linker. Nothing is instantiated yet. `release` is the
+    /// release's own config (its file, for messages), under the base's section.
     pub(crate) async fn load(
         engine: Arc<WasmEngine>,
         artifact: &str,
         bytes: Vec<u8>,
         overrides: ManifestOverrides,
         modules: &koupleless_config::ModulesConfig,
-    ) -> Result<Self, WasmError> {
+        release: Option<(&str, &ReleaseConfig)>,
+    ) -> Result<Self, crate::error::BaseError> {
         let embedded = koupleless_release::embedded_manifest(&bytes, artifact)
             .map_err(|e| WasmError::new(artifact, Chain(&e)))?;
         let manifest = merge(embedded, overrides, artifact)?;
@@ -59,7 +63,11 @@ impl WasmModule {
         manifest
             .validate()
             .map_err(|e| WasmError::new(artifact, e))?;
-        let config: &ModuleConfig = modules.get(&manifest.name);
+        let base: &ModuleConfig = modules.get(&manifest.name);
+        let config = Arc::new(match release {
+            Some((file, release)) => base.over_release(file, release)?,
+            None => base.clone(),
+        });
 
         let compile_engine = Arc::clone(&engine);
         let name = artifact.to_owned();
@@ -95,12 +103,20 @@ impl WasmModule {
                 )
             })?),
         };
-        let pool = Arc::new(InstancePool::new(engine, pre, &manifest, config));
+        let pool = Arc::new(InstancePool::new(engine, pre, &manifest, &config));
         Ok(Self {
             manifest,
+            config,
             migrations,
             pool,
         })
+    }
+}
+
+impl WasmModule {
+    /// The configuration it runs with.
+    pub(crate) fn config(&self) -> Arc<ModuleConfig> {
+        Arc::clone(&self.config)
     }
 }
 

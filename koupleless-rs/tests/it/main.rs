@@ -9,6 +9,7 @@ mod data;
 mod hardening;
 mod kernel;
 mod redis_kv;
+mod release_config;
 mod request_span;
 mod rollout_lease;
 mod spin;
