@@ -202,9 +202,11 @@ async fn upload(base: &koupleless::RunningBase, parts: &[(&str, &str, &[u8])]) -
 #[tokio::test]
 async fn an_upload_carries_its_config_and_a_bad_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = format!("[data]\ndir = \"{}\"\n", data.path().display());
     let bytes = component();
     release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
-    let base = start_base(vec![], &config(dir.path(), "")).await;
+    let base = start_base(vec![], &config(dir.path(), &data_dir)).await;
     let http = Http::new();
     serving(&http, &base, "hello@1.0.0").await;
 
@@ -246,6 +248,16 @@ async fn an_upload_carries_its_config_and_a_bad_one_is_refused() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], "2.0.0", "{body}");
+    assert_eq!(
+        http.get(&app(&base, "/hello/hello")).await.text(),
+        "uploaded from hello@2.0.0"
+    );
+    base.shutdown().await.unwrap();
+
+    // A restarted base on the same data directory installs the upload again, with the
+    // config it came with.
+    let base = start_base(vec![], &config(dir.path(), &data_dir)).await;
+    serving(&http, &base, "hello@2.0.0").await;
     assert_eq!(
         http.get(&app(&base, "/hello/hello")).await.text(),
         "uploaded from hello@2.0.0"
