@@ -36,12 +36,7 @@ pub(crate) struct ArtifactInstall {
     pub(crate) by_operator: bool,
 }
 
-/// A release's `module.toml`, as downloaded from storage or uploaded with the component.
-pub(crate) struct ConfigUpload {
-    /// Where it came from, for messages.
-    pub(crate) location: String,
-    pub(crate) bytes: Vec<u8>,
-}
+pub(crate) use crate::rollout::ConfigUpload;
 
 /// The module an install resolved to, and the configuration it runs with when its release
 /// shipped one (`None`: the base's `[modules.<name>]` section alone).
@@ -169,8 +164,13 @@ pub(crate) async fn resolve(env: &BaseEnv, source: InstallSource) -> Result<Reso
                 &artifact.location,
                 artifact.bytes,
                 artifact.overrides,
-                &env.modules,
-                release.as_ref().map(|(file, r)| (file.as_str(), r)),
+                |name| -> Result<_, BaseError> {
+                    let base = env.modules.get(name);
+                    Ok(match &release {
+                        Some((file, release)) => base.over_release(file, release)?,
+                        None => base.clone(),
+                    })
+                },
             )
             .await?;
             let config = release.is_some().then(|| module.config());

@@ -444,10 +444,10 @@ impl Recorder<'_> {
 async fn fetch(
     store: &koupleless_release::Store,
     artifact: &Artifact,
-) -> Result<(Vec<u8>, Option<crate::install::ConfigUpload>), StorageError> {
+) -> Result<(Vec<u8>, Option<super::ConfigUpload>), StorageError> {
     let bytes = store.fetch(artifact).await?;
     let config = match &artifact.config {
-        Some(file) => Some(crate::install::ConfigUpload {
+        Some(file) => Some(super::ConfigUpload {
             location: store.describe(&file.location),
             bytes: store.fetch_config(file).await?,
         }),

@@ -23,6 +23,13 @@ pub(crate) use plan::{Plan, due};
 
 use crate::error::BaseError;
 
+/// A release's `module.toml`, as downloaded from storage or uploaded with the component.
+pub(crate) struct ConfigUpload {
+    /// Where it came from, for messages.
+    pub(crate) location: String,
+    pub(crate) bytes: Vec<u8>,
+}
+
 /// A release downloaded from storage, to install.
 pub(crate) struct Release {
     /// Where it was downloaded from, for messages.
@@ -31,7 +38,7 @@ pub(crate) struct Release {
     /// The module and version the storage layout names.
     pub(crate) key: ModuleKey,
     /// The release's own configuration (`module.toml` beside the artifact), when it ships one.
-    pub(crate) config: Option<crate::install::ConfigUpload>,
+    pub(crate) config: Option<ConfigUpload>,
     /// Whether the install still holds the rollout lease: it stops before the new version
     /// takes traffic when it does not.
     pub(crate) fence: Fence,

@@ -7,7 +7,7 @@ use axum::{Router, body::Body};
 use http::Request;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use koupleless_config::{ModuleConfig, ReleaseConfig};
+use koupleless_config::ModuleConfig;
 use koupleless_module::{
     Health, Manifest, Module, ModuleContext, ModuleError, Version, sql::Migration,
 };
@@ -45,16 +45,16 @@ pub(crate) struct ManifestOverrides {
 
 impl WasmModule {
     /// Checks the manifest, compiles the component (on a blocking thread) and type-checks its
-    /// imports against the base's linker. Nothing is instantiated yet. `release` is the
-    /// release's own config (its file, for messages), under the base's section.
-    pub(crate) async fn load(
+    /// imports against the base's linker. Nothing is instantiated yet. `config_for` gives the
+    /// configuration the module runs with, from its name (the base's section over its
+    /// release's config); it is asked before the component compiles.
+    pub(crate) async fn load<E: From<WasmError>>(
         engine: Arc<WasmEngine>,
         artifact: &str,
         bytes: Vec<u8>,
         overrides: ManifestOverrides,
-        modules: &koupleless_config::ModulesConfig,
-        release: Option<(&str, &ReleaseConfig)>,
-    ) -> Result<Self, crate::error::BaseError> {
+        config_for: impl FnOnce(&str) -> Result<ModuleConfig, E>,
+    ) -> Result<Self, E> {
         let embedded = koupleless_release::embedded_manifest(&bytes, artifact)
             .map_err(|e| WasmError::new(artifact, Chain(&e)))?;
         let manifest = merge(embedded, overrides, artifact)?;
@@ -63,11 +63,7 @@ impl WasmModule {
         manifest
             .validate()
             .map_err(|e| WasmError::new(artifact, e))?;
-        let base: &ModuleConfig = modules.get(&manifest.name);
-        let config = Arc::new(match release {
-            Some((file, release)) => base.over_release(file, release)?,
-            None => base.clone(),
-        });
+        let config = Arc::new(config_for(&manifest.name)?);
 
         let compile_engine = Arc::clone(&engine);
         let name = artifact.to_owned();
