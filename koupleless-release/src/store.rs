@@ -140,14 +140,9 @@ pub async fn publish_with_progress(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<String, StorageError> {
     let storage = Store::open(config)?;
-    let key = Path::from_iter(storage.prefix.parts().chain([
-        name.into(),
-        version.to_string().as_str().into(),
-        layout::MODULE_FILE.into(),
-    ]));
-    let digest = Path::from(format!("{key}{}", layout::DIGEST_SUFFIX));
+    let key = storage.release_key(name, version, layout::MODULE_FILE);
     let where_ = storage.describe(&key);
-    let text = format!("{}  {}\n", sha256_hex(&bytes), layout::MODULE_FILE);
+    let digest = sha256_hex(&bytes);
     storage
         .upload(&key, bytes::Bytes::from(bytes), progress)
         .await
@@ -156,14 +151,8 @@ pub async fn publish_with_progress(
             source,
         })?;
     storage
-        .store
-        .put(&digest, text.into_bytes().into())
-        .await
-        .map_err(|source| StorageError::UploadDigest {
-            digest: storage.describe(&digest),
-            location: where_.clone(),
-            source,
-        })?;
+        .put_digest(&key, &where_, &digest, layout::MODULE_FILE)
+        .await?;
     Ok(where_)
 }
 
@@ -181,15 +170,10 @@ pub async fn publish_config(
     text: Vec<u8>,
 ) -> Result<String, StorageError> {
     let storage = Store::open(config)?;
-    let key = Path::from_iter(storage.prefix.parts().chain([
-        name.into(),
-        version.to_string().as_str().into(),
-        layout::CONFIG_FILE.into(),
-    ]));
+    let key = storage.release_key(name, version, layout::CONFIG_FILE);
     let where_ = storage.describe(&key);
     koupleless_config::ReleaseConfig::parse(&where_, &text)?;
-    let digest = Path::from(format!("{key}{}", layout::DIGEST_SUFFIX));
-    let line = format!("{}  {}\n", sha256_hex(&text), layout::CONFIG_FILE);
+    let digest = sha256_hex(&text);
     storage
         .store
         .put(&key, text.into())
@@ -199,15 +183,44 @@ pub async fn publish_config(
             source,
         })?;
     storage
-        .store
-        .put(&digest, line.into_bytes().into())
-        .await
-        .map_err(|source| StorageError::UploadDigest {
-            digest: storage.describe(&digest),
-            location: where_.clone(),
-            source,
-        })?;
+        .put_digest(&key, &where_, &digest, layout::CONFIG_FILE)
+        .await?;
     Ok(where_)
+}
+
+impl Store {
+    /// `<prefix>/<name>/<version>/<file>`.
+    fn release_key(&self, name: &str, version: &Version, file: &str) -> Path {
+        Path::from_iter(self.prefix.parts().chain([
+            name.into(),
+            version.to_string().as_str().into(),
+            file.into(),
+        ]))
+    }
+
+    /// Writes the `sha256sum`-style digest file of `key` (`location` in messages): written
+    /// after the object, it marks the object complete.
+    async fn put_digest(
+        &self,
+        key: &Path,
+        location: &str,
+        digest: &str,
+        file: &str,
+    ) -> Result<(), StorageError> {
+        let digest_key = Path::from(format!("{key}{}", layout::DIGEST_SUFFIX));
+        self.store
+            .put(
+                &digest_key,
+                format!("{digest}  {file}\n").into_bytes().into(),
+            )
+            .await
+            .map_err(|source| StorageError::UploadDigest {
+                digest: self.describe(&digest_key),
+                location: location.to_owned(),
+                source,
+            })?;
+        Ok(())
+    }
 }
 
 impl Store {

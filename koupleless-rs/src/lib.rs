@@ -83,6 +83,7 @@ mod table;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod wasm;
 mod wiring;
 
