@@ -280,9 +280,9 @@ impl<'a> Admin<'a> {
             .as_deref()
             .unwrap_or("the application's filter");
         let source = match answer.source.as_str() {
-            "runtime" => "set at run time",
-            "config" => "from modules.<name>.log_level",
-            _ => "the base's [log] level",
+            "runtime" => "set at run time".to_owned(),
+            "config" => format!("from modules.{}.log_level", answer.module),
+            _ => "the base's [log] level".to_owned(),
         };
         self.out.data(&format!(
             "{} logs at {level} ({source}) on {}",
