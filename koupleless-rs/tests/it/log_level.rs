@@ -65,7 +65,7 @@ struct Chatty(&'static str);
 #[async_trait::async_trait]
 impl Module for Chatty {
     fn manifest(&self) -> Manifest {
-        Manifest::parse(self.0, "1.0.0", &format!("/{}", self.0)).unwrap()
+        Manifest::parse(self.0, "1.0.0", format!("/{}", self.0)).unwrap()
     }
     fn router(&self, _ctx: &ModuleContext) -> Router {
         let name = self.0;
