@@ -237,6 +237,60 @@ impl<'a> Admin<'a> {
         Ok(())
     }
 
+    pub(crate) async fn log_level(
+        &self,
+        name: &str,
+        change: LevelChange,
+        json: bool,
+    ) -> anyhow::Result<()> {
+        #[derive(Serialize)]
+        struct SetLevel {
+            level: &'static str,
+        }
+        #[derive(Serialize, serde::Deserialize)]
+        struct Level {
+            module: String,
+            level: Option<String>,
+            source: String,
+        }
+        let path = format!("{}/modules/{name}/log-level", self.url);
+        let (request, what) = match change {
+            LevelChange::Show => (
+                self.client.get(&path),
+                format!("read the log level of {name}"),
+            ),
+            LevelChange::Set(level) => (
+                self.client.put(&path).json(&SetLevel {
+                    level: level.as_str(),
+                }),
+                format!("set the log level of {name} to {level}"),
+            ),
+            LevelChange::Reset => (
+                self.client.delete(&path),
+                format!("reset the log level of {name}"),
+            ),
+        };
+        let answer: Level = self.send(request, &what).await?;
+        if json {
+            self.out.data(&serde_json::to_string(&answer)?);
+            return Ok(());
+        }
+        let level = answer
+            .level
+            .as_deref()
+            .unwrap_or("the application's filter");
+        let source = match answer.source.as_str() {
+            "runtime" => "set at run time".to_owned(),
+            "config" => format!("from modules.{}.log_level", answer.module),
+            _ => "the base's [log] level".to_owned(),
+        };
+        self.out.data(&format!(
+            "{} logs at {level} ({source}) on {}",
+            answer.module, self.url
+        ));
+        Ok(())
+    }
+
     pub(crate) async fn routes(&self, json: bool) -> anyhow::Result<()> {
         let routes: Vec<RouteInfo> = self.send(self.get("/routes"), "list its routes").await?;
         if json {
@@ -288,6 +342,17 @@ impl<'a> Admin<'a> {
         ));
         Ok(())
     }
+}
+
+/// What `log-level` does with a module's level.
+#[derive(Clone, Copy)]
+pub(crate) enum LevelChange {
+    /// Print it.
+    Show,
+    /// Set it at run time.
+    Set(koupleless_config::ModuleLogLevel),
+    /// Return to the configured level.
+    Reset,
 }
 
 /// The component as a request body in chunks of 64 KiB, moving `bar` as each is taken.

@@ -134,6 +134,23 @@ enum Command {
         #[command(flatten)]
         base: BaseArgs,
     },
+    /// Show a module's log level, set it (`trace`, `debug`, `info`, `warn`, `error`) while
+    /// the base runs, or `--reset` it to the configured one.
+    LogLevel {
+        /// Module name.
+        name: String,
+        /// The level to set.
+        #[arg(value_parser = clap::value_parser!(koupleless_config::ModuleLogLevel), conflicts_with = "reset")]
+        level: Option<koupleless_config::ModuleLogLevel>,
+        /// Return to the configured level (`modules.<name>.log_level`, else `[log] level`).
+        #[arg(long)]
+        reset: bool,
+        #[command(flatten)]
+        base: BaseArgs,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// The merged route table of a base.
     Routes {
         #[command(flatten)]
@@ -264,6 +281,22 @@ async fn run(command: Command, out: &Out) -> anyhow::Result<()> {
         } => {
             for admin in Admin::from_args(&base, out)? {
                 admin.switch(&name, &version).await?;
+            }
+        }
+        Command::LogLevel {
+            name,
+            level,
+            reset,
+            base,
+            json,
+        } => {
+            let change = match (level, reset) {
+                (Some(level), _) => admin::LevelChange::Set(level),
+                (None, true) => admin::LevelChange::Reset,
+                (None, false) => admin::LevelChange::Show,
+            };
+            for admin in Admin::from_args(&base, out)? {
+                admin.log_level(&name, change, json).await?;
             }
         }
         Command::Routes { base, json } => {

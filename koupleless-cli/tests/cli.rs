@@ -497,3 +497,76 @@ fn failures_say_what_was_tried_and_what_to_do() {
     let out = koupleless(&["deploy", "--strategy", "sideways"], &[]);
     assert_eq!(out.status.code(), Some(2), "bad usage");
 }
+
+/// A native module for `log-level`: no guest build needed.
+struct Quiet;
+
+#[koupleless::async_trait]
+impl koupleless::Module for Quiet {
+    fn manifest(&self) -> koupleless::Manifest {
+        koupleless::Manifest::parse("cli-quiet", "1.0.0", "/cli-quiet").unwrap()
+    }
+    fn router(&self, _ctx: &koupleless::ModuleContext) -> koupleless::axum::Router {
+        koupleless::axum::Router::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_shows_sets_and_resets_a_modules_level() {
+    let base = Base::builder()
+        .module(Quiet)
+        .figment(test_figment().merge(Toml::string("[modules.cli-quiet]\nlog_level = \"warn\"\n")))
+        .start()
+        .await
+        .expect("the base starts");
+    let admin = format!("http://{}", base.admin_addr().unwrap());
+    let log_level = |extra: &[&str]| {
+        let mut args = vec!["log-level", "cli-quiet"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--base", &admin]);
+        strings(&args)
+    };
+
+    let out = run(log_level(&[])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("cli-quiet logs at warn (from modules.cli-quiet.log_level) on {admin}")
+    );
+
+    let out = run(log_level(&["debug", "--json"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"module": "cli-quiet", "level": "debug", "source": "runtime"})
+    );
+    let (level, source) = koupleless::telemetry::module_level("cli-quiet");
+    assert_eq!(level.map(|l| l.as_str()), Some("debug"));
+    assert_eq!(source, koupleless::telemetry::LevelSource::Runtime);
+
+    let out = run(log_level(&["--reset"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("logs at warn (from modules.cli-quiet.log_level)"));
+
+    // A level that does not exist is refused before anything is sent; so is a level with
+    // --reset; a module the base does not have is named in the base's answer.
+    let out = run(log_level(&["loud"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("use one of trace, debug, info, warn, error"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(log_level(&["debug", "--reset"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(strings(&["log-level", "cli-nobody", "--base", &admin])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("could not read the log level of cli-nobody")
+            && err.contains("`cli-nobody` is not installed"),
+        "{err}"
+    );
+    base.shutdown().await.unwrap();
+}

@@ -27,7 +27,7 @@ mod sections;
 
 pub use error::ConfigError;
 pub use load::LoadedConfig;
-pub use modules::{ModuleConfig, ModuleSettings, ModulesConfig, section};
+pub use modules::{ModuleConfig, ModuleLogLevel, ModuleSettings, ModulesConfig, section};
 pub use redact::redact_url;
 pub use release::{FORBIDDEN_KEYS, MAX_RELEASE_CONFIG_BYTES, ReleaseConfig, ReleaseConfigError};
 pub use sections::{

@@ -418,7 +418,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "koupleless.toml",
-                "[modules.payroll]\nenabled = false\nversion = \"1.2.0\"\ncurrency = \"CNY\"\n",
+                "[modules.payroll]\nenabled = false\nversion = \"1.2.0\"\ncurrency = \"CNY\"\nlog_level = \"debug\"\n",
             )?;
             let loaded = LoadedConfig::load().expect("valid config");
             let payroll = loaded.module("payroll");
@@ -428,7 +428,12 @@ mod tests {
                 Some(semver::Version::new(1, 2, 0))
             );
             assert_eq!(payroll.section()["currency"], "CNY");
+            assert_eq!(
+                payroll.settings().log_level,
+                Some(crate::ModuleLogLevel::Debug)
+            );
             assert!(loaded.module("attendance").settings().enabled);
+            assert_eq!(loaded.module("attendance").settings().log_level, None);
             assert_eq!(
                 loaded.module("attendance").section(),
                 &serde_json::json!({})
@@ -436,7 +441,13 @@ mod tests {
             // A bad value the base reads is a load error naming the key and its variable.
             jail.set_env("KOUPLELESS_MODULES__PAYROLL__VERSION", "one");
             jail.set_env("KOUPLELESS_MODULES__ATTENDANCE__STRATEGY", "fast");
+            jail.set_env("KOUPLELESS_MODULES__LEAVE__LOG_LEVEL", "loud");
             let err = LoadedConfig::load().unwrap_err().to_string();
+            assert!(err.contains("`modules.leave.log_level`"), "{err}");
+            assert!(
+                err.contains("`trace`, `debug`, `info`, `warn`, `error`"),
+                "{err}"
+            );
             assert!(err.contains("`modules.payroll.version`"), "{err}");
             assert!(
                 err.contains("KOUPLELESS_MODULES__PAYROLL__VERSION"),

@@ -37,6 +37,70 @@ pub struct ModuleSettings {
     /// The module's default database (`ctx.db()`, and where its migrations apply): its own
     /// SQLite when unset, or one of `databases` (a PostgreSQL database of the base).
     pub database: Option<String>,
+    /// The level of this module's own logs (events in its request and module spans, a wasm
+    /// guest's log calls), independent of `[log] level`. Unset: `[log] level` applies.
+    pub log_level: Option<ModuleLogLevel>,
+}
+
+/// The level a module's logs are shown at: `trace`, `debug`, `info`, `warn` or `error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleLogLevel {
+    /// Everything.
+    Trace,
+    /// Debug and above.
+    Debug,
+    /// Info and above.
+    Info,
+    /// Warnings and errors.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+impl ModuleLogLevel {
+    /// Every level, most verbose first, as written in configuration.
+    pub const ALL: [ModuleLogLevel; 5] = [
+        ModuleLogLevel::Trace,
+        ModuleLogLevel::Debug,
+        ModuleLogLevel::Info,
+        ModuleLogLevel::Warn,
+        ModuleLogLevel::Error,
+    ];
+
+    /// The level as written in configuration (`debug`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleLogLevel::Trace => "trace",
+            ModuleLogLevel::Debug => "debug",
+            ModuleLogLevel::Info => "info",
+            ModuleLogLevel::Warn => "warn",
+            ModuleLogLevel::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for ModuleLogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModuleLogLevel {
+    type Err = String;
+
+    /// Parses a level, ignoring case; the error names the accepted values.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|level| level.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not a log level; use one of trace, debug, info, warn, error",
+                    s.chars().take(32).collect::<String>()
+                )
+            })
+    }
 }
 
 impl Default for ModuleSettings {
@@ -51,6 +115,7 @@ impl Default for ModuleSettings {
             reuse_instances: true,
             databases: Vec::new(),
             database: None,
+            log_level: None,
         }
     }
 }

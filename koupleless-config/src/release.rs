@@ -220,6 +220,22 @@ mod tests {
     }
 
     #[test]
+    fn a_release_may_set_its_log_level_and_the_base_overrides_it() {
+        use crate::ModuleLogLevel;
+        let release = release("log_level = \"debug\"\n");
+        let merged = ModuleConfig::default()
+            .over_release(FILE, &release)
+            .unwrap();
+        assert_eq!(merged.settings().log_level, Some(ModuleLogLevel::Debug));
+        let base = base("[modules.payroll]\nlog_level = \"warn\"\n");
+        let merged = base.over_release(FILE, &release).unwrap();
+        assert_eq!(merged.settings().log_level, Some(ModuleLogLevel::Warn));
+        let e = refused("log_level = \"loud\"\n");
+        assert!(e.contains("`log_level`"), "{e}");
+        assert!(e.contains("`error`"), "{e}");
+    }
+
+    #[test]
     fn a_base_read_key_of_the_wrong_type_is_named_with_the_file_and_the_fix() {
         let e = refused("max_concurrent_requests = \"many\"\n");
         assert!(e.starts_with(FILE), "{e}");

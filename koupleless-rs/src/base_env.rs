@@ -56,6 +56,9 @@ impl BaseEnv {
         listeners: Vec<SocketAddr>,
         databases: Arc<crate::data::BaseDatabases>,
     ) -> Self {
+        for name in modules.names() {
+            crate::telemetry::configure_module_level(name, modules.get(name).settings().log_level);
+        }
         Self {
             desired: crate::desired::DesiredState::new(&config.data.dir),
             config,
@@ -120,6 +123,16 @@ impl BaseEnv {
             Some(config) => configs.insert(key.clone(), config),
             None => configs.remove(key),
         };
+    }
+
+    /// Makes the configured log level of module `name` the one of the version being
+    /// installed: its release's (`config`) under the base's section, or the base's alone.
+    pub(crate) fn configure_log_level(&self, name: &str, config: Option<&ModuleConfig>) {
+        let level = match config {
+            Some(config) => config.settings().log_level,
+            None => self.modules.get(name).settings().log_level,
+        };
+        crate::telemetry::configure_module_level(name, level);
     }
 
     /// The configuration version `key` runs with: its release's merged under the base's

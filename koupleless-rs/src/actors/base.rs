@@ -323,6 +323,7 @@ impl BaseState {
                 let released = config.as_ref().and_then(|c| c.settings().strategy);
                 let strategy = env.strategy_for(&name, requested.or(released));
                 let _guard = env.lock_for(&name).lock_owned().await;
+                env.configure_log_level(&name, config.as_deref());
                 env.set_release_config(&module.manifest().key(), config);
                 let info = ops.install(module, strategy, &fence).await?;
                 if let Some(record) = record {

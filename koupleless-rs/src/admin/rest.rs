@@ -25,6 +25,10 @@ pub(super) fn routes(max_artifact_bytes: usize) -> Router<BaseHandle> {
         .route("/modules", get(list).post(install))
         .route("/modules/{name}", get(show).delete(uninstall))
         .route("/modules/{name}/switch", post(switch))
+        .route(
+            "/modules/{name}/log-level",
+            get(log_level).put(set_log_level).delete(reset_log_level),
+        )
         .route("/routes", get(routes_table))
         .route("/traffic", get(traffic).put(set_traffic))
         .route("/rollouts", get(rollouts))
@@ -377,4 +381,72 @@ async fn retry_rollout(
 
 async fn rescan(State(handle): State<BaseHandle>) -> Result<Response, BaseError> {
     Ok(Json(handle.rescan().await?).into_response())
+}
+
+/// Module `name`'s log level: `{"module", "level", "source"}`.
+fn log_level_report(name: &str) -> Response {
+    let (level, source) = crate::telemetry::module_level(name);
+    let level = match level {
+        Some(level) => Some(level.as_str()),
+        None => crate::telemetry::default_level(),
+    };
+    Json(json!({ "module": name, "level": level, "source": source })).into_response()
+}
+
+/// Refuses a name no installed version has, as `GET /modules/{name}` does.
+async fn installed(handle: &BaseHandle, name: &str) -> Result<(), BaseError> {
+    if handle.modules().await?.iter().any(|m| m.name == name) {
+        Ok(())
+    } else {
+        Err(BaseError::NotInstalled {
+            name: name.to_owned(),
+            version: None,
+        })
+    }
+}
+
+async fn log_level(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+) -> Result<Response, BaseError> {
+    installed(&handle, &name).await?;
+    Ok(log_level_report(&name))
+}
+
+#[derive(Deserialize)]
+struct LogLevelBody {
+    level: String,
+}
+
+async fn set_log_level(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+    body: Result<Json<LogLevelBody>, JsonRejection>,
+) -> Result<Response, BaseError> {
+    let level = match body {
+        Ok(Json(body)) => body.level.parse::<koupleless_config::ModuleLogLevel>(),
+        Err(e) => Err(e.body_text()),
+    };
+    let level = match level {
+        Ok(level) => level,
+        Err(e) => {
+            return Ok(bad_request(format!(
+                "{e}; expected {{\"level\": \"debug\"}} with one of trace, debug, info, warn, error"
+            )));
+        }
+    };
+    installed(&handle, &name).await?;
+    crate::telemetry::set_module_level(&name, Some(level));
+    tracing::info!(module = %name, %level, "module log level set");
+    Ok(log_level_report(&name))
+}
+
+async fn reset_log_level(
+    State(handle): State<BaseHandle>,
+    Path(name): Path<String>,
+) -> Result<Response, BaseError> {
+    installed(&handle, &name).await?;
+    crate::telemetry::set_module_level(&name, None);
+    tracing::info!(module = %name, "module log level reset to the configured one");
+    Ok(log_level_report(&name))
 }

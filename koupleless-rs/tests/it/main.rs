@@ -8,6 +8,7 @@ mod arklet_compat;
 mod data;
 mod hardening;
 mod kernel;
+mod log_level;
 mod redis_kv;
 mod release_config;
 mod request_span;
