@@ -260,9 +260,11 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        // Module spans always exist, so that a level set later finds the module's events.
+        // While any module has a level, module spans exist whatever the global filter says,
+        // so that the module's events are found; otherwise they cost nothing it turned off.
         if carries_module(meta) {
-            return true;
+            return LEVELS.active.load(Ordering::Acquire)
+                || Filter::<S>::enabled(&self.global, meta, cx);
         }
         if meta.is_event()
             && LEVELS.active.load(Ordering::Acquire)
@@ -275,7 +277,8 @@ where
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         if carries_module(meta) {
-            return Interest::always();
+            // Asked at each span: a module level set later turns them on.
+            return Interest::sometimes();
         }
         let global = Filter::<S>::callsite_enabled(&self.global, meta);
         match LEVELS.most_verbose() {
@@ -289,13 +292,13 @@ where
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
         let global = Filter::<S>::max_level_hint(&self.global)?;
-        // Module spans are `info`; a module's level may be more verbose than the global one.
+        // With a module level set, module spans (`info`) are needed too, and a module's level
+        // may be more verbose than the global one. Without, the global filter alone decides,
+        // and a base at `warn` creates no request span.
         Some(
-            [Some(global), Some(LevelFilter::INFO), LEVELS.most_verbose()]
-                .into_iter()
-                .flatten()
-                .max()
-                .unwrap_or(global),
+            LEVELS
+                .most_verbose()
+                .map_or(global, |most| global.max(most).max(LevelFilter::INFO)),
         )
     }
 
