@@ -5,3 +5,4 @@ pub mod client;
 pub mod guests;
 pub mod load;
 pub mod server_process;
+pub mod verdict;

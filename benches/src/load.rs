@@ -135,6 +135,31 @@ pub fn rounds_against(rounds: &[Measurement], reference: &[Measurement]) -> Stri
         .join(", ")
 }
 
+/// Per round, `reference`'s server CPU per request ÷ `variant`'s, rounds paired as in
+/// [`rounds_against`]: 1.0 is the same cost, 0.8 means the variant costs 25% more. NaN for a
+/// round where `/proc` told no CPU time.
+pub fn cpu_ratios(reference: &[Measurement], variant: &[Measurement]) -> Vec<f64> {
+    reference
+        .iter()
+        .zip(variant)
+        .map(
+            |(r, v)| match (r.cpu_us_per_request(), v.cpu_us_per_request()) {
+                (Some(r), Some(v)) if v > 0.0 => r / v,
+                _ => f64::NAN,
+            },
+        )
+        .collect()
+}
+
+/// Ratios as `0.981, 1.012, …`.
+pub fn list(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The median round by throughput (the lower one of an even count).
 pub fn median(rounds: &[Measurement]) -> &Measurement {
     let mut order: Vec<&Measurement> = rounds.iter().collect();
