@@ -24,13 +24,17 @@
 //! Install to first answer is the time from sending `installBiz` to the first `200` from the
 //! component's route, three ways:
 //!
-//! * cold — the first install into a base whose `wasm.cache_dir` is empty: the component is
-//!   compiled (and cached);
+//! * cold — the first install into a base whose `wasm.cache_dir` is empty: with
+//!   `wasm.tiered_compilation` (the default) the first answer comes from code compiled by
+//!   Winch while Cranelift compiles and caches the component in the background (the load
+//!   rounds start once the optimized code is cached); without, the component is compiled by
+//!   Cranelift (and cached) before the install answers;
 //! * warm, reinstall — `uninstallBiz`, then `installBiz` again in the same base;
 //! * warm, restarted base — a second base process on the same `wasm.cache_dir`.
 //!
 //! Every install checks `koupleless_wasm_loads_total{source=…}` on the admin `/metrics`: the
-//! cold one must have compiled, the warm ones must have loaded from the cache. The component's
+//! cold one must have compiled (`baseline` or `compiled`), the warm ones must have loaded
+//! from the cache. The component's
 //! size and its precompiled size are printed with the timings.
 //!
 //! Run it with:
@@ -43,8 +47,14 @@
 //! --manifest-path guests/…/Cargo.toml`; the target is `rustup target add wasm32-wasip2`)
 //! and stops with cargo's message when that fails.
 //!
+//! Targets, each a verdict line at the end; a missed one fails the bench:
+//!
+//! * server CPU per request, native ÷ wasm, the median of the per-round ratios: at least 0.85
+//!   for `#[koupleless::module]`, 0.6 for the plain wasi:http component;
+//! * `installBiz` to the first answer: at most 100 ms cold, 50 ms from the cache.
+//!
 //! Tunables (environment): `BENCH_CONNECTIONS` (default 32), `BENCH_SECONDS` measured per
-//! variant and round (default 5), `BENCH_ROUNDS` (default 3). Each variant is warmed up for
+//! variant and round (default 3), `BENCH_ROUNDS` (default 5). Each variant is warmed up for
 //! 1 s on fresh connections before it is measured. The base reads the standard configuration
 //! layering (`koupleless.toml`, `KOUPLELESS_*`) like a real one, so the wasm settings can be
 //! varied too (`KOUPLELESS_WASM__INSTANCES_PER_MODULE`: how many requests a component serves
@@ -75,6 +85,7 @@ use koupleless_benches::{
     guests::{BuiltGuest, WasmGuest, build},
     load::{self, Measurement, Settings, WARM_UP, cpus, median},
     server_process::{ServerProcess, wait_for_parent_to_close_stdin},
+    verdict::{self, Verdicts},
 };
 use serde_json::{Value, json};
 
@@ -114,20 +125,25 @@ enum Handler {
 struct Variant {
     label: &'static str,
     handler: Handler,
+    /// The reference's server CPU per request ÷ this variant's must be at least this.
+    target_cpu_ratio: f64,
 }
 
 const VARIANTS: &[Variant] = &[
     Variant {
         label: "native module",
         handler: Handler::Native,
+        target_cpu_ratio: 1.0,
     },
     Variant {
         label: "wasm: guests/hello-module (#[koupleless::module])",
         handler: Handler::Wasm(&HELLO_MODULE),
+        target_cpu_ratio: 0.85,
     },
     Variant {
         label: "wasm: guests/hello-wasm (plain wasi:http)",
         handler: Handler::Wasm(&HELLO_WASM),
+        target_cpu_ratio: 0.6,
     },
 ];
 
@@ -136,6 +152,10 @@ const SERVE_ENV: &str = "WASM_VS_NATIVE_CACHE_DIR";
 const READY: &str = "wasm_vs_native ready ";
 /// Reinstalls timed in the same base; the median is reported.
 const REINSTALLS: usize = 5;
+/// `installBiz` to the first answer with an empty cache (compiled).
+const COLD_TARGET: Duration = Duration::from_millis(100);
+/// `installBiz` to the first answer from the precompiled cache.
+const CACHED_TARGET: Duration = Duration::from_millis(50);
 
 impl Variant {
     fn path(&self) -> String {
@@ -203,9 +223,10 @@ fn serve_child(cache_dir: PathBuf) -> anyhow::Result<()> {
             .await?;
         let admin = base.admin_addr().context("the admin listener is enabled")?;
         println!(
-            "{READY}{} {admin} {}",
+            "{READY}{} {admin} {} {}",
             base.app_addr(),
-            wasm.instances_per_module
+            wasm.instances_per_module,
+            wasm.tiered_compilation,
         );
         tokio::task::spawn_blocking(wait_for_parent_to_close_stdin).await?;
         base.shutdown().await?;
@@ -278,6 +299,8 @@ struct BaseProcess {
     app: SocketAddr,
     admin: SocketAddr,
     instances_per_module: usize,
+    /// `wasm.tiered_compilation`: a cold install serves from Winch's code first.
+    tiered: bool,
 }
 
 impl BaseProcess {
@@ -292,6 +315,7 @@ impl BaseProcess {
         let app: SocketAddr = next("the app address")?.parse()?;
         let admin: SocketAddr = next("the admin address")?.parse()?;
         let instances_per_module = next("wasm.instances_per_module")?.parse()?;
+        let tiered = next("wasm.tiered_compilation")?.parse()?;
         ensure!(
             app.ip().is_loopback() && admin.ip().is_loopback(),
             "the base listens on {app} and {admin}, not on loopback"
@@ -301,6 +325,7 @@ impl BaseProcess {
             app,
             admin,
             instances_per_module,
+            tiered,
         })
     }
 
@@ -420,7 +445,11 @@ async fn check_answers(base: &BaseProcess) -> anyhow::Result<()> {
 }
 
 fn drive() -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env_or(Settings {
+        connections: 32,
+        measure: Duration::from_secs(3),
+        rounds: 5,
+    })?;
     let built = guests()?
         .into_iter()
         .map(build)
@@ -433,13 +462,32 @@ fn drive() -> anyhow::Result<()> {
         let mut times = Vec::new();
         for guest in &built {
             let before = cache.compiled()?;
-            let cold = base.install(guest, "compiled").await?;
-            let written: Vec<u64> = cache
-                .compiled()?
-                .into_iter()
-                .filter(|(path, _)| !before.contains_key(path))
-                .map(|(_, bytes)| bytes)
-                .collect();
+            // With tiered compilation (and a Winch backend for this CPU) the first answer
+            // comes from baseline code, and Cranelift's code is cached in the background;
+            // the load rounds wait for it, so they measure the optimized code.
+            let baseline =
+                base.tiered && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+            let cold = base
+                .install(guest, if baseline { "baseline" } else { "compiled" })
+                .await?;
+            let waited = Instant::now();
+            let written: Vec<u64> = loop {
+                let written: Vec<u64> = cache
+                    .compiled()?
+                    .into_iter()
+                    .filter(|(path, _)| !before.contains_key(path))
+                    .map(|(_, bytes)| bytes)
+                    .collect();
+                if !written.is_empty() || waited.elapsed() > Duration::from_secs(120) {
+                    break written;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            if baseline {
+                // The instances made from baseline code have been replaced (the module's
+                // first request after the swap makes one from the optimized code).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             ensure!(
                 written.len() == 1,
                 "compiling {} wrote {} files into the cache, expected one",
@@ -500,22 +548,27 @@ fn drive() -> anyhow::Result<()> {
     })?;
     restarted.stop()?;
 
-    report(&results, settings, instances_per_module);
-    report_installs(&built, &times);
-
     let errors: u64 = results.iter().flatten().map(|m| m.errors).sum();
     ensure!(
         errors == 0,
         "{errors} connections failed or got a non-2xx answer"
     );
-    Ok(())
+    let mut verdicts = Verdicts::new();
+    report(&results, settings, instances_per_module, &mut verdicts);
+    report_installs(&built, &times, &mut verdicts);
+    verdicts.finish()
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
-fn report(results: &[Vec<Measurement>], settings: Settings, instances_per_module: usize) {
+fn report(
+    results: &[Vec<Measurement>],
+    settings: Settings,
+    instances_per_module: usize,
+    verdicts: &mut Verdicts,
+) {
     let reference = median(&results[0]).per_second();
     println!();
     println!("## Wasm vs native: the same handler in one base");
@@ -567,22 +620,35 @@ fn report(results: &[Vec<Measurement>], settings: Settings, instances_per_module
     }
     println!();
     for (variant, rounds) in VARIANTS.iter().zip(results).skip(1) {
+        let ratios = load::cpu_ratios(&results[0], rounds);
         println!(
-            "{} / {} throughput: {:.3}",
-            variant.label,
+            "- server CPU per request, {} ÷ {}, by round: {}",
             VARIANTS[0].label,
-            median(rounds).per_second() / reference
+            variant.label,
+            load::list(&ratios)
+        );
+        verdicts.at_least(
+            format!(
+                "server CPU per request, {} ÷ {} (median of {} interleaved rounds)",
+                VARIANTS[0].label,
+                variant.label,
+                ratios.len()
+            ),
+            verdict::median(&ratios),
+            variant.target_cpu_ratio,
+            "",
         );
     }
 }
 
-fn report_installs(built: &[BuiltGuest], times: &[InstallTimes]) {
+fn report_installs(built: &[BuiltGuest], times: &[InstallTimes], verdicts: &mut Verdicts) {
     println!();
     println!("## installBiz to first answer");
     println!();
     println!(
         "Time from sending installBiz to the first 200 from the component's route. Cold: empty \
-         wasm.cache_dir, the component is compiled. Warm: loaded from the precompiled cache \
+         wasm.cache_dir, the component is compiled (by Winch first with wasm.tiered_compilation, \
+         the default; by Cranelift otherwise). Warm: loaded from the precompiled cache \
          (checked on koupleless_wasm_loads_total), after uninstallBiz in the same base (median \
          of {REINSTALLS}) or in a second base process on the same cache_dir."
     );
@@ -603,6 +669,20 @@ fn report_installs(built: &[BuiltGuest], times: &[InstallTimes]) {
             ms(times.cold),
             ms(median),
             ms(times.restarted),
+        );
+        let name = guest.guest.crate_dir;
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        verdicts.at_most(
+            format!("{name}: installBiz to first answer, cold"),
+            millis(times.cold),
+            COLD_TARGET.as_secs_f64() * 1e3,
+            "ms",
+        );
+        verdicts.at_most(
+            format!("{name}: installBiz to first answer, from the cache (the slower of reinstall and restarted base)"),
+            millis(median.max(times.restarted)),
+            CACHED_TARGET.as_secs_f64() * 1e3,
+            "ms",
         );
     }
     println!();

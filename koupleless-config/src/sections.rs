@@ -479,6 +479,12 @@ pub struct WasmConfig {
     /// Where compiled components are kept, so a restarted base loads known modules without
     /// compiling them again. Only files this base wrote are ever loaded from it.
     pub cache_dir: Option<PathBuf>,
+    /// A component not in the cache first serves from code compiled by the fast baseline
+    /// compiler (Winch), while the optimizing compiler (Cranelift) builds the code it serves
+    /// from then on; the swap loses no request. Off: every install waits for Cranelift.
+    /// Where Winch cannot compile a component (or this CPU has no Winch backend), the install
+    /// waits for Cranelift.
+    pub tiered_compilation: bool,
 }
 
 impl Default for WasmConfig {
@@ -492,6 +498,7 @@ impl Default for WasmConfig {
             recycle_memory_percent: 75,
             max_requests_per_instance: 0,
             cache_dir: default_cache_dir(),
+            tiered_compilation: true,
         }
     }
 }

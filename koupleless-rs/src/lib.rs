@@ -64,6 +64,7 @@ mod base;
 mod base_env;
 mod call;
 mod catalog;
+mod coarse_timer;
 mod data;
 mod desired;
 mod error;

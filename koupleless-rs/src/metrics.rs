@@ -24,7 +24,8 @@ pub const MODULE_STATE: &str = "koupleless_module_state";
 pub const OPERATIONS_TOTAL: &str = "koupleless_module_operations_total";
 /// Failures of a module version's actor (each is followed by a restart or by `broken`).
 pub const FAILURES_TOTAL: &str = "koupleless_module_failures_total";
-/// Components made ready for install, by `source`: `cache` (precompiled) or `compiled`.
+/// Components made ready, by `source`: `cache` (precompiled), `compiled` (Cranelift) or
+/// `baseline` (Winch, served until Cranelift's code is ready).
 pub const WASM_LOADS_TOTAL: &str = "koupleless_wasm_loads_total";
 /// Requests a wasm module's instance failed to answer, by module and reason (`trap`,
 /// `timeout`, `busy`, `body`); the instance is discarded, the module keeps serving.
@@ -199,9 +200,24 @@ pub(crate) fn record_failure(key: &ModuleKey) {
         .increment(1);
 }
 
-pub(crate) fn record_wasm_load(from_cache: bool) {
-    counter!(WASM_LOADS_TOTAL, "source" => if from_cache { "cache" } else { "compiled" })
-        .increment(1);
+/// Where a component's code came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WasmLoad {
+    /// The precompiled cache.
+    Cache,
+    /// Cranelift, the optimizing compiler.
+    Compiled,
+    /// Winch, the baseline compiler (tiered compilation: Cranelift's code follows).
+    Baseline,
+}
+
+pub(crate) fn record_wasm_load(source: WasmLoad) {
+    let source = match source {
+        WasmLoad::Cache => "cache",
+        WasmLoad::Compiled => "compiled",
+        WasmLoad::Baseline => "baseline",
+    };
+    counter!(WASM_LOADS_TOTAL, "source" => source).increment(1);
 }
 
 pub(crate) fn record_wasm_request_failure(module: &str, reason: &'static str) {

@@ -6,10 +6,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{body::Body, extract::Request, response::Response};
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
@@ -35,7 +32,7 @@ where
 {
     tokio::spawn(async move {
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
+        http.timer(crate::coarse_timer::CoarseTimer)
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(100);
         let body_timeout = limits.body_read_timeout;

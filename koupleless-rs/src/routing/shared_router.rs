@@ -56,12 +56,13 @@ impl RouteEntry {
 /// The mounted modules, indexed by the first segment of their prefix.
 #[derive(Default)]
 pub(crate) struct RouteTable {
-    by_first_segment: HashMap<String, Vec<RouteEntry>>,
+    /// foldhash rather than SipHash: the key is the first path segment of every request.
+    by_first_segment: HashMap<String, Vec<RouteEntry>, foldhash::fast::RandomState>,
 }
 
 impl RouteTable {
     pub(crate) fn new(entries: impl IntoIterator<Item = RouteEntry>) -> Self {
-        let mut by_first_segment: HashMap<String, Vec<RouteEntry>> = HashMap::new();
+        let mut by_first_segment: HashMap<String, Vec<RouteEntry>, _> = HashMap::default();
         for entry in entries {
             by_first_segment
                 .entry(first_segment(entry.prefix()).to_owned())
@@ -156,18 +157,27 @@ impl Service<Request<Body>> for SharedRouter {
 
 /// Rewrites `/prefix/rest?query` to `/rest?query`, keeping the original URI for extractors.
 fn strip_prefix(mut request: Request<Body>, prefix_len: usize) -> Request<Body> {
-    let uri = request.uri().clone();
-    let rest = &uri.path()[prefix_len..];
-    let rest = if rest.is_empty() { "/" } else { rest };
-    let path_and_query = match uri.query() {
-        Some(query) => PathAndQuery::try_from(format!("{rest}?{query}")),
-        None => PathAndQuery::try_from(rest),
+    let uri = std::mem::take(request.uri_mut());
+    // The path and the query are one string: what follows the prefix is the new one, and
+    // only a path that is the prefix itself needs a `/` put in front.
+    let tail = uri
+        .path_and_query()
+        .map_or("", |p| p.as_str())
+        .get(prefix_len..)
+        .unwrap_or_default();
+    let path_and_query = if tail.starts_with('/') {
+        PathAndQuery::try_from(tail)
+    } else {
+        PathAndQuery::try_from(format!("/{tail}"))
     };
-    let mut parts = uri.clone().into_parts();
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = uri.scheme().cloned();
+    parts.authority = uri.authority().cloned();
     parts.path_and_query = path_and_query.ok();
-    if let Ok(stripped) = Uri::from_parts(parts) {
-        *request.uri_mut() = stripped;
-    }
+    *request.uri_mut() = match Uri::from_parts(parts) {
+        Ok(stripped) => stripped,
+        Err(_) => uri.clone(),
+    };
     if request.extensions().get::<OriginalUri>().is_none() {
         request.extensions_mut().insert(OriginalUri(uri));
     }
@@ -240,5 +250,23 @@ mod tests {
             "/payroll".len(),
         );
         assert_eq!(r.uri(), "/");
+        let r = strip_prefix(
+            Request::get("/payroll?month=2024-10")
+                .body(Body::empty())
+                .unwrap(),
+            "/payroll".len(),
+        );
+        assert_eq!(r.uri(), "/?month=2024-10");
+        let r = strip_prefix(
+            Request::get("http://base:8080/payroll/slips?x=1")
+                .body(Body::empty())
+                .unwrap(),
+            "/payroll".len(),
+        );
+        assert_eq!(r.uri(), "http://base:8080/slips?x=1");
+        assert_eq!(
+            r.extensions().get::<OriginalUri>().unwrap().0,
+            "http://base:8080/payroll/slips?x=1"
+        );
     }
 }

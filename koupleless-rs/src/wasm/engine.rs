@@ -1,10 +1,17 @@
-//! One wasmtime engine per base: pooling allocator sized from configuration, one epoch
-//! ticker thread, and a linker with the whole WASI 0.2 set granting nothing by default.
+//! The base's wasmtime engines: Cranelift's with a pooling allocator sized from
+//! configuration, and Winch's for tiered compilation; one epoch ticker thread; a linker per
+//! engine with the whole WASI 0.2 set granting nothing by default.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Strategy,
     component::{Component, Linker},
 };
 
@@ -13,6 +20,7 @@ use super::{
     cache::ComponentCache,
     guest_state::{Capabilities, GuestState},
     host::bindings::Module as Bindings,
+    instance_pool::{InstancePool, Pre},
     outbound::Outbound,
 };
 use koupleless_config::WasmConfig;
@@ -20,14 +28,63 @@ use koupleless_config::WasmConfig;
 /// How often the epoch advances; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The base's wasmtime engine and linker.
-pub(crate) struct WasmEngine {
+/// One compiler's engine and the linker built on it (a component compiled by one engine
+/// only instantiates in that engine's stores).
+pub(crate) struct Tier {
     engine: Engine,
     linker: Linker<GuestState>,
+}
+
+impl Tier {
+    fn new(cfg: &Config) -> Result<Self, wasmtime::Error> {
+        let engine = Engine::new(cfg)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Bindings::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |s| s)?;
+        // Spin components import their SDK's whole world: link all of it, granting only what
+        // the module already has (its store, database and configuration).
+        super::spin::add_to_linker(&mut linker)?;
+        Ok(Self { engine, linker })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<GuestState> {
+        &self.linker
+    }
+}
+
+/// How a component was made ready.
+pub(crate) enum Compiled {
+    /// Loaded from the precompiled cache (optimized code).
+    Cached(Component),
+    /// Compiled now by the optimizing compiler (and cached).
+    Optimized(Component),
+    /// Compiled now by the baseline compiler; [`WasmEngine::optimize_later`] replaces it.
+    Baseline(Component),
+}
+
+/// Pools serving baseline code, by the cache key of the component they wait for.
+type Waiting = Mutex<HashMap<String, Vec<Weak<InstancePool>>>>;
+
+/// The base's wasmtime engines and linkers: Cranelift's, which serves, and Winch's, which
+/// serves a component first while Cranelift compiles it (tiered compilation).
+pub(crate) struct WasmEngine {
+    optimized: Tier,
+    baseline: Option<Tier>,
     config: WasmConfig,
     cache: Option<ComponentCache>,
     /// Where the base listens.
     listeners: Vec<SocketAddr>,
+    /// Components being optimized in the background, and the pools waiting for them.
+    waiting: Waiting,
+    /// One background optimization at a time: it uses every core while it runs.
+    optimizer: Arc<Semaphore>,
+    /// `wasm.max_instances` places, one held by every live instance of either engine.
+    instances: Arc<Semaphore>,
 }
 
 impl WasmEngine {
@@ -49,17 +106,26 @@ impl WasmEngine {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&cfg).map_err(err)?;
+        let optimized = Tier::new(&cfg).map_err(err)?;
+        let baseline = if config.tiered_compilation {
+            baseline_tier()
+        } else {
+            None
+        };
 
-        // One ticker per engine (a ticker per request is the known 100x slowdown); it ends
-        // when the engine is dropped.
-        let weak = engine.weak();
+        // One ticker for the engines (a ticker per request is the known 100x slowdown); it
+        // ends when the optimized engine is dropped.
+        let weak = optimized.engine.weak();
+        let weak_baseline = baseline.as_ref().map(|t| t.engine.weak());
         std::thread::Builder::new()
             .name("koupleless-epoch".to_owned())
             .spawn(move || {
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
                     drop(engine);
+                    if let Some(baseline) = weak_baseline.as_ref().and_then(|w| w.upgrade()) {
+                        baseline.increment_epoch();
+                    }
                     std::thread::sleep(EPOCH_TICK);
                 }
             })
@@ -67,14 +133,6 @@ impl WasmEngine {
                 WasmError::new("(engine)", format!("cannot start the epoch ticker: {e}"))
             })?;
 
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
-        Bindings::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |s| s)
-            .map_err(err)?;
-        // Spin components import their SDK's whole world: link all of it, granting only what
-        // the module already has (its store, database and configuration).
-        super::spin::add_to_linker(&mut linker).map_err(err)?;
         let cache = match config.cache_dir.as_deref() {
             Some(dir) => {
                 ComponentCache::open(dir).map_err(|why| WasmError::new("(engine)", why))?
@@ -82,11 +140,14 @@ impl WasmEngine {
             None => None,
         };
         Ok(Arc::new(Self {
-            engine,
-            linker,
+            optimized,
+            baseline,
             config: config.clone(),
             cache,
             listeners: listeners.to_vec(),
+            waiting: Mutex::new(HashMap::new()),
+            optimizer: Arc::new(Semaphore::new(1)),
+            instances: Arc::new(Semaphore::new(instances as usize)),
         }))
     }
 
@@ -95,8 +156,22 @@ impl WasmEngine {
         &self.listeners
     }
 
-    pub(crate) fn linker(&self) -> &Linker<GuestState> {
-        &self.linker
+    /// A place for one more instance, if the base holds fewer than `wasm.max_instances`.
+    pub(crate) fn instance_permit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.instances).try_acquire_owned().ok()
+    }
+
+    /// The tier that serves for good.
+    pub(crate) fn optimized(&self) -> &Tier {
+        &self.optimized
+    }
+
+    /// The tier a component compiled by `compiled` instantiates in.
+    pub(crate) fn tier_of(&self, compiled: &Compiled) -> &Tier {
+        match (compiled, &self.baseline) {
+            (Compiled::Baseline(_), Some(baseline)) => baseline,
+            _ => &self.optimized,
+        }
     }
 
     pub(crate) fn config(&self) -> &WasmConfig {
@@ -104,18 +179,100 @@ impl WasmEngine {
     }
 
     /// The component for `bytes`: from the precompiled cache when this base compiled it
-    /// before, else compiled now (and cached). Blocking: call it off the async threads.
-    pub(crate) fn component(&self, bytes: &[u8]) -> Result<(Component, bool), wasmtime::Error> {
-        let Some(cache) = &self.cache else {
-            return Ok((Component::new(&self.engine, bytes)?, false));
-        };
-        let key = ComponentCache::key(&self.engine, bytes);
-        if let Some(component) = cache.load(&self.engine, &key) {
-            return Ok((component, true));
+    /// before; else, with tiered compilation, compiled by the baseline compiler (to be
+    /// optimized later); else compiled by Cranelift now (and cached). Blocking: call it off
+    /// the async threads.
+    pub(crate) fn component(&self, bytes: &[u8]) -> Result<Compiled, wasmtime::Error> {
+        let key = self.cache_key(bytes);
+        if let Some(cache) = &self.cache
+            && let Some(component) = cache.load(&self.optimized.engine, &key)
+        {
+            return Ok(Compiled::Cached(component));
         }
-        let component = Component::new(&self.engine, bytes)?;
-        cache.store(&key, &component);
-        Ok((component, false))
+        if let Some(baseline) = &self.baseline {
+            match Component::new(&baseline.engine, bytes) {
+                Ok(component) => return Ok(Compiled::Baseline(component)),
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "the baseline compiler cannot compile this component; waiting for Cranelift");
+                }
+            }
+        }
+        let component = Component::new(&self.optimized.engine, bytes)?;
+        if let Some(cache) = &self.cache {
+            cache.store(&key, &component);
+        }
+        Ok(Compiled::Optimized(component))
+    }
+
+    /// The key of `bytes` in the precompiled cache (and among background optimizations).
+    pub(crate) fn cache_key(&self, bytes: &[u8]) -> String {
+        ComponentCache::key(&self.optimized.engine, bytes)
+    }
+
+    /// Compiles `bytes` with Cranelift in the background (one component at a time), caches
+    /// it, and moves `pool` to it. A component already being optimized is compiled once:
+    /// the pools installed from it meanwhile all move when it is done. A failure leaves the
+    /// pools on their baseline code and is logged.
+    pub(crate) fn optimize_later(self: &Arc<Self>, bytes: Vec<u8>, pool: &Arc<InstancePool>) {
+        let key = self.cache_key(&bytes);
+        {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pools) = waiting.get_mut(&key) {
+                pools.retain(|p| p.strong_count() > 0);
+                pools.push(Arc::downgrade(pool));
+                return;
+            }
+            waiting.insert(key.clone(), vec![Arc::downgrade(pool)]);
+        }
+        let engine = Arc::clone(self);
+        let module = pool.module().clone();
+        tokio::spawn(async move {
+            let _turn = Arc::clone(&engine.optimizer).acquire_owned().await;
+            let started = std::time::Instant::now();
+            let compiler = Arc::clone(&engine);
+            let cache_key = key.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                let component = Component::new(&compiler.optimized.engine, &bytes)?;
+                if let Some(cache) = &compiler.cache {
+                    cache.store(&cache_key, &component);
+                }
+                Ok::<_, wasmtime::Error>(component)
+            })
+            .await;
+            let pools = engine
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key)
+                .unwrap_or_default();
+            let component = match compiled {
+                Ok(Ok(component)) => component,
+                Ok(Err(e)) => {
+                    tracing::warn!(%module, error = %format!("{e:#}"), "Cranelift could not compile the component; it keeps serving from baseline code");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%module, error = %e, "the background compilation was interrupted; the component keeps serving from baseline code");
+                    return;
+                }
+            };
+            crate::metrics::record_wasm_load(crate::metrics::WasmLoad::Compiled);
+            tracing::info!(%module, elapsed_ms = started.elapsed().as_millis() as u64, "optimized code ready; instances move to it as their requests end");
+            for pool in pools.iter().filter_map(Weak::upgrade) {
+                match engine
+                    .optimized
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| format!("{e:#}"))
+                    .and_then(|pre| Pre::classify(pre))
+                {
+                    Ok(pre) => pool.upgrade(pre, engine.optimized.engine.clone()).await,
+                    Err(why) => {
+                        tracing::warn!(module = %pool.module(), error = %why, "the optimized component does not link; it keeps serving from baseline code");
+                    }
+                }
+            }
+        });
     }
 
     /// A store with nothing granted but what is given (no directories, no sockets, no
@@ -123,6 +280,7 @@ impl WasmEngine {
     /// outbound HTTP to its allowed hosts), the memory cap, and the request deadline armed.
     pub(crate) fn new_store(
         &self,
+        engine: &Engine,
         env: &[(String, String)],
         capabilities: Option<Arc<Capabilities>>,
         outbound: Outbound,
@@ -133,7 +291,7 @@ impl WasmEngine {
             outbound,
             self.config.max_memory_mib << 20,
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(engine, state);
         store.limiter(GuestState::limits);
         self.arm_deadline(&mut store);
         store.epoch_deadline_trap();
@@ -144,5 +302,21 @@ impl WasmEngine {
     pub(crate) fn arm_deadline(&self, store: &mut Store<GuestState>) {
         let ticks = (self.config.request_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    }
+}
+
+/// Winch's engine, where this build and CPU have it: instances on demand (the pooling
+/// allocator's reservations are the optimized engine's), the same epoch deadlines and the
+/// same store limits.
+fn baseline_tier() -> Option<Tier> {
+    let mut cfg = Config::new();
+    cfg.strategy(Strategy::Winch);
+    cfg.epoch_interruption(true);
+    match Tier::new(&cfg) {
+        Ok(tier) => Some(tier),
+        Err(e) => {
+            tracing::info!(error = %format!("{e:#}"), "no baseline compiler here; components not in the cache wait for Cranelift");
+            None
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use axum::{
     Json,
     body::Body,
@@ -18,7 +19,7 @@ use axum::{
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::Store;
+use wasmtime::{Engine, Store, component::InstancePre};
 use wasmtime_wasi_http::{
     WasiHttpView,
     p2::bindings::{
@@ -50,6 +51,31 @@ pub(crate) enum Pre {
     Proxy(ProxyPre<GuestState>),
 }
 
+impl Pre {
+    /// A koupleless module is called through its own exports; anything else must be a
+    /// wasi:http proxy.
+    pub(crate) fn classify(pre: InstancePre<GuestState>) -> Result<Self, String> {
+        match ModulePre::new(pre.clone()) {
+            Ok(pre) => Ok(Pre::Koupleless(pre)),
+            Err(not_koupleless) => ProxyPre::new(pre).map(Pre::Proxy).map_err(|e| {
+                format!(
+                    "it exports neither koupleless:module/handler ({not_koupleless:#}) nor wasi:http/incoming-handler ({e:#}); build it with #[koupleless::module] or as a wasi:http proxy"
+                )
+            }),
+        }
+    }
+}
+
+/// The code new instances are made from: what the module was installed with, then, after a
+/// baseline install, the optimized code.
+struct Code {
+    pre: Pre,
+    /// The engine that compiled it (stores of this code belong to it).
+    engine: Engine,
+    /// Counts the swaps; an instance of an older generation is dropped when its request ends.
+    generation: u64,
+}
+
 enum Exports {
     Koupleless(Bindings),
     Proxy(Proxy),
@@ -60,16 +86,33 @@ struct Instance {
     store: Store<GuestState>,
     exports: Exports,
     served: u64,
+    /// The [`Code`] generation it was made from.
+    generation: u64,
+    /// Its place among the base's `wasm.max_instances` (after `store`: freed after it).
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Instance {
-    fn new(store: Store<GuestState>, exports: Exports) -> Self {
+    fn new(
+        store: Store<GuestState>,
+        exports: Exports,
+        generation: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             store,
             exports,
             served: 0,
+            generation,
+            _permit: permit,
         }
     }
+}
+
+/// What a wasi:http call did first: return, or hand over its response head.
+enum First<R, H> {
+    Returned(R),
+    Head(H),
 }
 
 /// Tells the module's supervisor about a trap.
@@ -78,7 +121,7 @@ pub(crate) type TrapHook = Arc<dyn Fn(String) + Send + Sync>;
 /// At most `size` instances of one module version serve at once; idle ones wait warm.
 pub(crate) struct InstancePool {
     engine: Arc<WasmEngine>,
-    pre: Pre,
+    code: ArcSwap<Code>,
     module: ModuleKey,
     env: Vec<(String, String)>,
     /// The module's `[modules.<name>]` section as JSON.
@@ -95,9 +138,11 @@ pub(crate) struct InstancePool {
 }
 
 impl InstancePool {
+    /// A pool of instances of `pre`, compiled by `compiled_by`.
     pub(crate) fn new(
         engine: Arc<WasmEngine>,
         pre: Pre,
+        compiled_by: Engine,
         manifest: &Manifest,
         config: &ModuleConfig,
     ) -> Self {
@@ -122,7 +167,11 @@ impl InstancePool {
             outbound: Outbound::new(&manifest.key(), &settings.allowed_hosts, engine.listeners()),
             reuse: settings.reuse_instances,
             engine,
-            pre,
+            code: ArcSwap::from_pointee(Code {
+                pre,
+                engine: compiled_by,
+                generation: 0,
+            }),
             module: manifest.key(),
             env,
             config_json,
@@ -132,6 +181,57 @@ impl InstancePool {
             slots: Arc::new(Semaphore::new(size)),
             on_trap: Mutex::new(None),
             last_health: Mutex::new(Health::Up),
+        }
+    }
+
+    /// Which module version the pool serves.
+    pub(crate) fn module(&self) -> &ModuleKey {
+        &self.module
+    }
+
+    /// From now on new instances are made from `pre` (compiled by `compiled_by`): idle
+    /// instances of the old code are dropped, busy ones when their request ends, so every
+    /// request is served, by one code or the other. A started pool gets one warm instance
+    /// of the new code at once, so no request waits for it.
+    pub(crate) async fn upgrade(&self, pre: Pre, compiled_by: Engine) {
+        let generation = self.code.load().generation + 1;
+        self.code.store(Arc::new(Code {
+            pre,
+            engine: compiled_by,
+            generation,
+        }));
+        let old: Vec<Instance> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let (old, current) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|i| i.generation != generation);
+            *idle = current;
+            old
+        };
+        for _ in &old {
+            crate::metrics::record_wasm_recycle(&self.module.name, "optimized");
+        }
+        // The first old instance's place among `wasm.max_instances` goes to the new code's
+        // first instance, so a base at its limit still moves to the optimized code.
+        let mut places = old.into_iter().map(|Instance { store, _permit, .. }| {
+            drop(store);
+            _permit
+        });
+        let place = places.next();
+        drop(places);
+        if self.capabilities.get().is_none()
+            || self.closed.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let Ok(_slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return;
+        };
+        match self.instantiate_in(place).await {
+            Ok(instance) => self.give_back(instance),
+            Err(why) => {
+                tracing::warn!(module = %self.module, error = %why, "the optimized code could not be instantiated ahead of requests");
+            }
         }
     }
 
@@ -157,18 +257,41 @@ impl InstancePool {
 
     /// A new instance, started: the module's `start` runs in every instance it gets.
     async fn instantiate(&self) -> Result<Instance, String> {
+        self.instantiate_in(None).await
+    }
+
+    /// [`InstancePool::instantiate`] in `place` among `wasm.max_instances`, or in a new one.
+    async fn instantiate_in(
+        &self,
+        place: Option<OwnedSemaphorePermit>,
+    ) -> Result<Instance, String> {
+        // Counted across both compilers' engines, so baseline code is held to the same limit.
+        let permit = place.or_else(|| self.engine.instance_permit()).ok_or_else(|| {
+            format!(
+                "the base already holds its limit of wasm.max_instances ({}) instances; raise wasm.max_instances, or uninstall modules",
+                self.engine.config().max_instances
+            )
+        })?;
+        let code = self.code.load_full();
         let mut store = self.engine.new_store(
+            &code.engine,
             &self.env,
             self.capabilities.get().cloned(),
             self.outbound.clone(),
         );
-        match &self.pre {
+        let generation = code.generation;
+        match &code.pre {
             Pre::Proxy(pre) => {
                 let proxy = pre
                     .instantiate_async(&mut store)
                     .await
                     .map_err(|e| self.cannot_instantiate(&e))?;
-                Ok(Instance::new(store, Exports::Proxy(proxy)))
+                Ok(Instance::new(
+                    store,
+                    Exports::Proxy(proxy),
+                    generation,
+                    permit,
+                ))
             }
             Pre::Koupleless(pre) => {
                 let bindings = pre
@@ -183,7 +306,12 @@ impl InstancePool {
                         format!("its start trapped: {}", last_line(&format!("{trap:#}")))
                     })?;
                 started.map_err(|why| format!("its start failed: {why}"))?;
-                Ok(Instance::new(store, Exports::Koupleless(bindings)))
+                Ok(Instance::new(
+                    store,
+                    Exports::Koupleless(bindings),
+                    generation,
+                    permit,
+                ))
             }
         }
     }
@@ -240,6 +368,9 @@ impl InstancePool {
 
     /// Why `instance` should not serve again, if it should not.
     fn worn_out(&self, instance: &Instance) -> Option<&'static str> {
+        if instance.generation != self.code.load().generation {
+            return Some("optimized");
+        }
         let config = self.engine.config();
         let cap = config.max_memory_mib << 20;
         let mark = cap / 100 * usize::from(config.recycle_memory_percent);
@@ -346,8 +477,13 @@ impl InstancePool {
         let (parts, body) = request.into_parts();
         // A body cannot be larger than the memory the instance may have.
         let limit = config.max_memory_mib << 20;
-        let read =
-            tokio::time::timeout(config.request_timeout, Limited::new(body, limit).collect());
+        // Most requests have no body: nothing to read, no timer to arm.
+        let read = (!http_body::Body::is_end_stream(&body)).then(|| {
+            tokio::time::timeout(config.request_timeout, Limited::new(body, limit).collect())
+        });
+        let Some(read) = read else {
+            return self.serve_read(parts, bytes::Bytes::new()).await;
+        };
         let body = match read.await {
             Ok(Ok(body)) => body.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
@@ -374,8 +510,28 @@ impl InstancePool {
                 );
             }
         };
+        self.serve_read(parts, body).await
+    }
+
+    /// Serves a request whose body has been read: waits a bounded time for an instance.
+    async fn serve_read(
+        self: Arc<Self>,
+        parts: http::request::Parts,
+        body: bytes::Bytes,
+    ) -> Response {
+        let config = self.engine.config();
         let wait = config.instance_wait_timeout;
-        let slot = match tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await {
+        // A free slot is taken at once; only a request that must wait arms a timer.
+        let acquired = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => Ok(Ok(slot)),
+            Err(tokio::sync::TryAcquireError::Closed) => Ok(Err(())),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned())
+                    .await
+                    .map(|slot| slot.map_err(drop))
+            }
+        };
+        let slot = match acquired {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => {
                 return self.error(StatusCode::SERVICE_UNAVAILABLE, "the module is stopping");
@@ -495,6 +651,8 @@ impl InstancePool {
             mut store,
             exports: Exports::Proxy(proxy),
             served,
+            generation,
+            _permit,
         } = instance
         else {
             unreachable!("call_proxy is only given wasi:http instances");
@@ -517,6 +675,8 @@ impl InstancePool {
                     store,
                     exports: Exports::Proxy(proxy),
                     served,
+                    generation,
+                    _permit,
                 });
                 tracing::debug!(module = %self.module, error = %why, "request refused before the module saw it");
                 return self.error(
@@ -527,7 +687,7 @@ impl InstancePool {
         };
 
         let pool = Arc::clone(&self);
-        let call = tokio::spawn(async move {
+        let mut call = Box::pin(async move {
             let _slot = slot;
             let outcome = proxy
                 .wasi_http_incoming_handler()
@@ -539,36 +699,75 @@ impl InstancePool {
                         store,
                         exports: Exports::Proxy(proxy),
                         served,
+                        generation,
+                        _permit,
                     });
                     Ok(())
                 }
                 Err(trap) => Err(format!("{trap:#}")),
             }
         });
+        let mut rx = rx;
+        let deadline = tokio::time::Instant::now() + self.hard_limit();
 
-        match tokio::time::timeout(self.hard_limit(), rx).await {
-            Ok(Ok(Ok(response))) => response.map(Body::new),
-            Ok(Ok(Err(code))) => {
+        // The call runs on this task until it returns or hands over the response head; most
+        // return at once, having written a small body, and no task is spawned for them.
+        let first = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                biased;
+                returned = &mut call => First::Returned(returned),
+                head = &mut rx => First::Head(head),
+            }
+        })
+        .await;
+        let head = match first {
+            Err(_) => return self.timed_out(),
+            Ok(First::Returned(Err(trap))) => return self.trap_response(trap),
+            Ok(First::Returned(Ok(()))) => match rx.try_recv() {
+                Ok(head) => head,
+                Err(_) => {
+                    return self.error(
+                        StatusCode::BAD_GATEWAY,
+                        "the module returned without a response",
+                    );
+                }
+            },
+            Ok(First::Head(Ok(head))) => {
+                // The guest still writes the body: the rest of the call runs on its own task,
+                // within the same deadline (dropping it discards the instance).
+                let module = self.module.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(trap)) => {
+                            tracing::debug!(%module, trap = %last_line(&trap), "the module trapped after its response head");
+                        }
+                        Err(_) => {
+                            tracing::debug!(%module, "the module's response body ran past wasm.request_timeout; instance discarded");
+                        }
+                    }
+                });
+                head
+            }
+            Ok(First::Head(Err(_))) => {
+                return match tokio::time::timeout_at(deadline, call).await {
+                    Ok(Err(trap)) => self.trap_response(trap),
+                    Ok(Ok(())) => self.error(
+                        StatusCode::BAD_GATEWAY,
+                        "the module returned without a response",
+                    ),
+                    Err(_) => self.timed_out(),
+                };
+            }
+        };
+        match head {
+            Ok(response) => response.map(Body::new),
+            Err(code) => {
                 tracing::debug!(module = %self.module, error = ?code, "the module answered with an error code");
                 self.error(
                     StatusCode::BAD_GATEWAY,
                     "the module answered with an error instead of a response",
                 )
-            }
-            Ok(Err(_)) => match call.await {
-                Ok(Err(trap)) => self.trap_response(trap),
-                Ok(Ok(())) => self.error(
-                    StatusCode::BAD_GATEWAY,
-                    "the module returned without a response",
-                ),
-                Err(join) => {
-                    tracing::warn!(module = %self.module, error = %join, "the module's call failed");
-                    self.failed_response()
-                }
-            },
-            Err(_) => {
-                call.abort();
-                self.timed_out()
             }
         }
     }

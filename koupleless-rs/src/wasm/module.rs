@@ -5,7 +5,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::{Router, body::Body};
 use http::Request;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use koupleless_config::ModuleConfig;
 use koupleless_module::{
@@ -14,12 +13,11 @@ use koupleless_module::{
 
 use super::{
     WasmError,
-    engine::WasmEngine,
+    engine::{Compiled, WasmEngine},
     guest_state::Capabilities,
-    host::bindings::ModulePre,
     instance_pool::{InstancePool, Pre},
 };
-use crate::report::Chain;
+use crate::{metrics::WasmLoad, report::Chain};
 
 /// A compiled component, ready to install. Cheap to clone.
 #[derive(Clone)]
@@ -68,38 +66,47 @@ impl WasmModule {
         let compile_engine = Arc::clone(&engine);
         let name = artifact.to_owned();
         let started = std::time::Instant::now();
-        let (component, cached) =
-            tokio::task::spawn_blocking(move || compile_engine.component(&bytes))
-                .await
-                .map_err(|e| WasmError::new(&name, format!("compilation was interrupted ({e})")))?
-                .map_err(|e| WasmError::new(&name, format!("not a loadable component: {e:#}")))?;
-        crate::metrics::record_wasm_load(cached);
+        let (compiled, bytes) = tokio::task::spawn_blocking(move || {
+            let compiled = compile_engine.component(&bytes);
+            (compiled, bytes)
+        })
+        .await
+        .map_err(|e| WasmError::new(&name, format!("compilation was interrupted ({e})")))?;
+        let compiled = compiled
+            .map_err(|e| WasmError::new(&name, format!("not a loadable component: {e:#}")))?;
+        let source = match &compiled {
+            Compiled::Cached(_) => WasmLoad::Cache,
+            Compiled::Optimized(_) => WasmLoad::Compiled,
+            Compiled::Baseline(_) => WasmLoad::Baseline,
+        };
+        crate::metrics::record_wasm_load(source);
         tracing::info!(
             artifact,
-            from_cache = cached,
+            source = ?source,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "component ready"
         );
-        let pre = engine.linker().instantiate_pre(&component).map_err(|e| {
+        let tier = engine.tier_of(&compiled);
+        let (Compiled::Cached(component)
+        | Compiled::Optimized(component)
+        | Compiled::Baseline(component)) = &compiled;
+        let pre = tier.linker().instantiate_pre(component).map_err(|e| {
             WasmError::new(
                 artifact,
                 format!("its imports do not match what the base provides: {e:#}"),
             )
         })?;
-        // A koupleless module is called through its own exports; anything else must be a
-        // wasi:http proxy.
-        let pre = match ModulePre::new(pre.clone()) {
-            Ok(pre) => Pre::Koupleless(pre),
-            Err(not_koupleless) => Pre::Proxy(ProxyPre::new(pre).map_err(|e| {
-                WasmError::new(
-                    artifact,
-                    format!(
-                        "it exports neither koupleless:module/handler ({not_koupleless:#}) nor wasi:http/incoming-handler ({e:#}); build it with #[koupleless::module] or as a wasi:http proxy"
-                    ),
-                )
-            })?),
-        };
-        let pool = Arc::new(InstancePool::new(engine, pre, &manifest, &config));
+        let pre = Pre::classify(pre).map_err(|why| WasmError::new(artifact, why))?;
+        let pool = Arc::new(InstancePool::new(
+            Arc::clone(&engine),
+            pre,
+            tier.engine().clone(),
+            &manifest,
+            &config,
+        ));
+        if matches!(compiled, Compiled::Baseline(_)) {
+            engine.optimize_later(bytes, &pool);
+        }
         Ok(Self {
             manifest,
             config,

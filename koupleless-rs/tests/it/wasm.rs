@@ -375,6 +375,18 @@ async fn a_restarted_base_loads_a_known_component_without_compiling_it() {
             "cached@1.0.0"
         );
         timings.push((round, started.elapsed()));
+        if round == "cold" {
+            // The first answer may come from baseline code; the optimized code is compiled
+            // and cached in the background.
+            let waited = Instant::now();
+            while cached_files().is_empty() {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(120),
+                    "the optimized component was never cached"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         base.shutdown().await.unwrap();
         if round == "cold" {
             assert_eq!(
@@ -393,4 +405,118 @@ async fn a_restarted_base_loads_a_known_component_without_compiling_it() {
         written.elapsed().unwrap() >= timings[1].1,
         "the cached component was rewritten"
     );
+}
+
+/// A counter of the admin `/metrics`, summed over the series whose labels contain all of
+/// `labels` (0 when none).
+async fn counter(http: &Http, base: &koupleless::RunningBase, name: &str, labels: &[&str]) -> u64 {
+    let text = http.get(&admin(base, "/metrics")).await.text();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Instances of `module` retired because optimized code replaced theirs.
+async fn moved_to_optimized(http: &Http, base: &koupleless::RunningBase, module: &str) -> u64 {
+    let module = format!("module=\"{module}\"");
+    counter(
+        http,
+        base,
+        "koupleless_wasm_instance_recycles_total",
+        &[&module, "reason=\"optimized\""],
+    )
+    .await
+}
+
+/// The compiled components in a `wasm.cache_dir`.
+fn cached_components(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count()
+}
+
+/// Whether this build has a baseline compiler for this CPU (Winch: x86-64 and aarch64).
+const BASELINE_HERE: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_install_serves_from_baseline_code_then_moves_to_optimized_code_losing_nothing() {
+    let artifact = hello_wasm();
+    let cache = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{WASM_CONFIG}\ninstances_per_module = 2\ncache_dir = {:?}",
+        cache.path().display().to_string()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+
+    let started = Instant::now();
+    install(&http, &base, "tiered", "1.0.0", &artifact).await;
+    assert_eq!(
+        http.get(&app(&base, "/tiered/hello")).await.text(),
+        "tiered@1.0.0"
+    );
+    println!("installBiz to first answer, cold: {:?}", started.elapsed());
+    if !BASELINE_HERE {
+        assert_eq!(cached_components(cache.path()), 1);
+        base.shutdown().await.unwrap();
+        return;
+    }
+
+    // Clients keep asking while the optimized code replaces the baseline code: the instances
+    // made from Winch's code are retired as their requests end.
+    let load = SteadyLoad::start(&http, &app(&base, "/tiered/hello"), 4);
+    let waited = Instant::now();
+    while moved_to_optimized(&http, &base, "tiered").await == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the module never moved to optimized code"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = load.finish().await;
+    assert!(seen.len() > 10, "the clients were served: {}", seen.len());
+    for (status, body) in &seen {
+        assert_eq!(
+            (*status, body.as_str()),
+            (StatusCode::OK, "tiered@1.0.0"),
+            "a request failed while the code was swapped"
+        );
+    }
+    // The optimized code was cached on the way.
+    assert_eq!(cached_components(cache.path()), 1);
+    base.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tiered_compilation_a_cold_install_waits_for_optimized_code() {
+    let artifact = hello_wasm();
+    let cache = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{WASM_CONFIG}\ntiered_compilation = false\ncache_dir = {:?}",
+        cache.path().display().to_string()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    install(&http, &base, "untiered", "1.0.0", &artifact).await;
+    // Cranelift compiled (and cached) the component before the install answered.
+    assert_eq!(cached_components(cache.path()), 1);
+    for _ in 0..20 {
+        assert_eq!(
+            http.get(&app(&base, "/untiered/hello")).await.text(),
+            "untiered@1.0.0"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(moved_to_optimized(&http, &base, "untiered").await, 0);
+    base.shutdown().await.unwrap();
 }
