@@ -4,5 +4,6 @@
 pub mod client;
 pub mod guests;
 pub mod load;
+pub mod polyglot;
 pub mod server_process;
 pub mod verdict;
