@@ -161,11 +161,6 @@ impl WasmEngine {
         Arc::clone(&self.instances).try_acquire_owned().ok()
     }
 
-    /// The tier that serves for good.
-    pub(crate) fn optimized(&self) -> &Tier {
-        &self.optimized
-    }
-
     /// The tier a component compiled by `compiled` instantiates in.
     pub(crate) fn tier_of(&self, compiled: &Compiled) -> &Tier {
         match (compiled, &self.baseline) {
