@@ -259,7 +259,7 @@ impl WasmEngine {
                     .linker
                     .instantiate_pre(&component)
                     .map_err(|e| format!("{e:#}"))
-                    .and_then(|pre| Pre::classify(pre))
+                    .and_then(Pre::classify)
                 {
                     Ok(pre) => pool.upgrade(pre, engine.optimized.engine.clone()).await,
                     Err(why) => {
