@@ -29,8 +29,9 @@ use crate::{
 };
 
 /// Set in the child: the configuration keys it sets over the standard layering, as a JSON
-/// object of dotted keys (`{"wasm.cache_dir": "/tmp/…"}`).
-const CHILD_ENV: &str = "KOUPLELESS_BENCH_BASE";
+/// object of dotted keys (`{"wasm.cache_dir": "/tmp/…"}`). Not `KOUPLELESS_`-prefixed: the
+/// base's configuration reads every such variable as a key.
+const CHILD_ENV: &str = "BENCH_BASE_CONFIG";
 const READY: &str = "koupleless bench base ready ";
 
 /// In the child: what the parent asked the base to be.
