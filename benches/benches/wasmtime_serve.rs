@@ -18,18 +18,26 @@
 //! `KOUPLELESS_MODULE_VERSION` with `--env`, so all three answer `hello-wasm@1.0.0` with the
 //! same content type, which the bench checks before it measures and again after.
 //!
-//! Flags tried for `wasmtime serve (best)`, each added to `-Scli` (server CPU µs per request,
-//! median round of a 3-round run, 32 connections, on the 2-vCPU machine of
-//! `book/src/performance.md`):
+//! Flags tried for `wasmtime serve (best)`, each added to `-Scli` (server CPU µs per request
+//! in each of two 3-s rounds, `BENCH_ROUNDS=2 BENCH_SECONDS=3`, 32 connections, on the 2-vCPU
+//! machine of `book/src/performance.md` while other builds ran on it, so ±30% between rounds;
+//! the defaults gave 430–610 in the same runs):
 //!
-//! | flags | CPU µs/req |
-//! |---|---:|
-//! | none (the defaults) | not measured yet |
+//! | flags | CPU µs/req by round |
+//! |---|---|
+//! | `-O pooling-allocator=y` (already the default on x86-64) | 461, 472 |
+//! | `--max-instance-reuse-count 1000000000` | 205, 169 |
+//! | reuse + `-O pooling-allocator=y` | 171, 265 |
+//! | reuse + pooling + `-S p3=n -W component-model-async=n` | 127, 172 |
+//! | reuse + pooling + p3 off + `-C inlining=y` | 208, 300 |
+//! | reuse + pooling + `-W concurrency-support=n` | does not start: "failed to link `wasi:cli@0.3.x`" |
+//! | reuse + pooling + p3 off + `-W concurrency-support=n` | every request fails: "worker trapped or panicked" |
 //!
-//! Instance reuse is what counts (each instance serves up to a billion requests instead of
-//! one; one instance per connection's worth of concurrency stays warm); the others are within
-//! noise. The best set is [`BEST_FLAGS`]; `WASMTIME_SERVE_FLAGS` (whitespace-separated) replaces
-//! it for a run, to try others.
+//! Instance reuse is what counts (an instance serves up to a billion requests instead of one);
+//! leaving out WASIp3 and the component-model-async bookkeeping may save a little more (the
+//! base's wasmtime is built without `component-model-async` for that reason); the rest is
+//! within the noise. That set is [`BEST_FLAGS`]; `WASMTIME_SERVE_FLAGS` (whitespace-separated)
+//! replaces it for a run, to try others.
 //!
 //! Run it with:
 //!
