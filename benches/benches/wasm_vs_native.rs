@@ -59,44 +59,27 @@
 //! layering (`koupleless.toml`, `KOUPLELESS_*`) like a real one, so the wasm settings can be
 //! varied too (`KOUPLELESS_WASM__INSTANCES_PER_MODULE`: how many requests a component serves
 //! at once); only the listeners (both on 127.0.0.1, admin enabled), the log level (`warn`),
-//! the drain delay and the cache directory are overridden. `RUST_LOG` is removed from the
+//! the drain delay, the cache directory and the data directory (one per base process, in a
+//! temporary directory) are overridden. `RUST_LOG` is removed from the
 //! base's environment, because it would override `log.level`.
 //!
 //! Adding a guest: a `WasmGuest` constant for its crate (where it is, what it is installed
 //! as, which route answers), and a `Variant` line in `VARIANTS`.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, time::Duration};
 
-use anyhow::{Context, anyhow, ensure};
+use anyhow::ensure;
 use axum::{Router, routing::get};
 use hyper::StatusCode;
-use koupleless::{
-    Base, Manifest, Module, ModuleContext,
-    config::{LoadedConfig, WasmConfig},
-    figment::providers::Serialized,
-};
+use koupleless::{Base, Manifest, Module, ModuleContext};
 use koupleless_benches::{
+    base_process::{BaseChild, BaseProcess, ScratchDir},
     client::{self, Reply},
-    guests::{BuiltGuest, WasmGuest, build},
+    guests::{BuiltGuest, HELLO_WASM, WasmGuest, build},
     load::{self, Measurement, Settings, WARM_UP, cpus, median},
-    server_process::{ServerProcess, wait_for_parent_to_close_stdin},
     verdict::{self, Verdicts},
 };
-use serde_json::{Value, json};
-
-const HELLO_WASM: WasmGuest = WasmGuest {
-    crate_dir: "guests/hello-wasm",
-    component: "hello-wasm.wasm",
-    name: "hello-wasm",
-    version: "1.0.0",
-    prefix: "/hello-wasm",
-    route: "/hello",
-};
+use serde_json::json;
 
 /// A module written with `#[koupleless::module]`: called through `koupleless:module/handler`.
 const HELLO_MODULE: WasmGuest = WasmGuest {
@@ -147,9 +130,6 @@ const VARIANTS: &[Variant] = &[
     },
 ];
 
-/// Set in the base's child process: the `wasm.cache_dir` it uses.
-const SERVE_ENV: &str = "WASM_VS_NATIVE_CACHE_DIR";
-const READY: &str = "wasm_vs_native ready ";
 /// Reinstalls timed in the same base; the median is reported.
 const REINSTALLS: usize = 5;
 /// `installBiz` to the first answer with an empty cache (compiled).
@@ -174,8 +154,8 @@ impl Variant {
 }
 
 fn main() -> anyhow::Result<()> {
-    match std::env::var_os(SERVE_ENV) {
-        Some(cache_dir) => serve_child(PathBuf::from(cache_dir)),
+    match BaseChild::from_env()? {
+        Some(child) => child.serve(Base::builder().module(NativeHello)),
         None => drive(),
     }
 }
@@ -205,40 +185,10 @@ impl Module for NativeHello {
     }
 }
 
-/// Serves the base until the parent closes our stdin.
-fn serve_child(cache_dir: PathBuf) -> anyhow::Result<()> {
-    load::runtime()?.block_on(async move {
-        let figment = LoadedConfig::figment()
-            .merge(Serialized::default("server.listen", "127.0.0.1:0"))
-            .merge(Serialized::default("admin.enabled", true))
-            .merge(Serialized::default("admin.listen", "127.0.0.1:0"))
-            .merge(Serialized::default("log.level", "warn"))
-            .merge(Serialized::default("shutdown.drain_delay", "0s"))
-            .merge(Serialized::default("wasm.cache_dir", cache_dir));
-        let wasm: WasmConfig = figment.extract_inner("wasm")?;
-        let base = Base::builder()
-            .module(NativeHello)
-            .figment(figment)
-            .start()
-            .await?;
-        let admin = base.admin_addr().context("the admin listener is enabled")?;
-        println!(
-            "{READY}{} {admin} {} {}",
-            base.app_addr(),
-            wasm.instances_per_module,
-            wasm.tiered_compilation,
-        );
-        tokio::task::spawn_blocking(wait_for_parent_to_close_stdin).await?;
-        base.shutdown().await?;
-        Ok(())
-    })
-}
-
 // ---------------------------------------------------------------------------------------
 // Driver side (parent process)
 // ---------------------------------------------------------------------------------------
 
-/// A guest built for this run.
 /// The distinct guests the variants use, in order.
 fn guests() -> anyhow::Result<Vec<&'static WasmGuest>> {
     let mut guests: Vec<&'static WasmGuest> = Vec::new();
@@ -259,159 +209,6 @@ fn guests() -> anyhow::Result<Vec<&'static WasmGuest>> {
     Ok(guests)
 }
 
-/// An empty `wasm.cache_dir` for this run, removed at the end.
-struct CacheDir(PathBuf);
-
-impl CacheDir {
-    fn new() -> anyhow::Result<Self> {
-        let dir =
-            std::env::temp_dir().join(format!("koupleless-wasm-vs-native-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-
-    /// The precompiled components in it, with their sizes.
-    fn compiled(&self) -> anyhow::Result<BTreeMap<PathBuf, u64>> {
-        let mut files = BTreeMap::new();
-        for entry in std::fs::read_dir(&self.0)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|x| x == "cwasm") {
-                let bytes = std::fs::metadata(&path)?.len();
-                files.insert(path, bytes);
-            }
-        }
-        Ok(files)
-    }
-}
-
-impl Drop for CacheDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The base child process and its listeners.
-struct BaseProcess {
-    process: ServerProcess,
-    app: SocketAddr,
-    admin: SocketAddr,
-    instances_per_module: usize,
-    /// `wasm.tiered_compilation`: a cold install serves from Winch's code first.
-    tiered: bool,
-}
-
-impl BaseProcess {
-    fn spawn(label: &str, cache: &CacheDir) -> anyhow::Result<Self> {
-        let (process, ready) = ServerProcess::spawn(label, [(SERVE_ENV, &cache.0)], READY)?;
-        let mut fields = ready.split_whitespace();
-        let mut next = |what: &str| {
-            fields
-                .next()
-                .ok_or_else(|| anyhow!("the base's ready line `{ready}` lacks {what}"))
-        };
-        let app: SocketAddr = next("the app address")?.parse()?;
-        let admin: SocketAddr = next("the admin address")?.parse()?;
-        let instances_per_module = next("wasm.instances_per_module")?.parse()?;
-        let tiered = next("wasm.tiered_compilation")?.parse()?;
-        ensure!(
-            app.ip().is_loopback() && admin.ip().is_loopback(),
-            "the base listens on {app} and {admin}, not on loopback"
-        );
-        Ok(Self {
-            process,
-            app,
-            admin,
-            instances_per_module,
-            tiered,
-        })
-    }
-
-    /// Sends an Arklet command; its `data` when the answer is `SUCCESS`.
-    async fn arklet(&self, command: &str, body: Value) -> anyhow::Result<Value> {
-        let reply = client::post_json(self.admin, &format!("/{command}"), body.to_string()).await?;
-        ensure!(
-            reply.status == StatusCode::OK,
-            "{command} answered {}: {}",
-            reply.status,
-            reply.text()
-        );
-        let envelope: Value = serde_json::from_slice(&reply.body)
-            .with_context(|| format!("{command} answered {}", reply.text()))?;
-        ensure!(
-            envelope["code"] == "SUCCESS",
-            "{command} failed: {envelope}"
-        );
-        Ok(envelope["data"].clone())
-    }
-
-    /// `koupleless_wasm_loads_total{source="…"}` from the admin `/metrics`.
-    async fn loads(&self, source: &str) -> anyhow::Result<u64> {
-        let reply = client::get(self.admin, "/metrics").await?;
-        ensure!(
-            reply.status == StatusCode::OK,
-            "/metrics answered {}",
-            reply.status
-        );
-        let series = format!("koupleless_wasm_loads_total{{source=\"{source}\"}} ");
-        let text = reply.text();
-        match text.lines().find_map(|l| l.strip_prefix(&series)) {
-            Some(value) => Ok(value.trim().parse()?),
-            None => Ok(0),
-        }
-    }
-
-    /// `installBiz` to the first `200` from the guest's route; the install must have been
-    /// made ready from `source` (`compiled` or `cache`).
-    async fn install(&self, built: &BuiltGuest, source: &str) -> anyhow::Result<Duration> {
-        let guest = built.guest;
-        let request = guest.install_request(&built.component);
-        let path = format!("{}{}", guest.prefix, guest.route);
-        let expected = format!("{}@{}", guest.name, guest.version);
-        let before = self.loads(source).await?;
-        let started = Instant::now();
-        let data = self.arklet("installBiz", request).await?;
-        let reply = client::get(self.app, &path).await?;
-        let took = started.elapsed();
-        ensure!(
-            data["bizState"] == "ACTIVATED",
-            "{} installed as {data}",
-            guest.name
-        );
-        ensure!(
-            reply.status == StatusCode::OK && reply.text() == expected,
-            "{path} answered {} {:?} right after the install, expected {expected:?}",
-            reply.status,
-            reply.text()
-        );
-        let after = self.loads(source).await?;
-        ensure!(
-            after == before + 1,
-            "installing {} did not count a load from `{source}` (koupleless_wasm_loads_total{{source=\"{source}\"}} went from {before} to {after})",
-            guest.name
-        );
-        Ok(took)
-    }
-
-    async fn uninstall(&self, guest: &WasmGuest) -> anyhow::Result<()> {
-        let data = self
-            .arklet("uninstallBiz", json!({ "bizName": guest.name }))
-            .await?;
-        ensure!(
-            data["bizState"] == "STOPPED",
-            "{} uninstalled as {data}",
-            guest.name
-        );
-        Ok(())
-    }
-
-    fn stop(self) -> anyhow::Result<()> {
-        self.process.stop()
-    }
-}
-
 /// What one guest took from `installBiz` to its first answer, three ways.
 struct InstallTimes {
     cold: Duration,
@@ -426,7 +223,7 @@ async fn check_answers(base: &BaseProcess) -> anyhow::Result<()> {
     let mut content_types = BTreeSet::new();
     for variant in VARIANTS {
         let path = variant.path();
-        let reply: Reply = client::get(base.app, &path).await?;
+        let reply: Reply = client::get(base.app(), &path).await?;
         ensure!(
             reply.status == StatusCode::OK && reply.text() == variant.expected_body(),
             "{} answered {} {:?} on {path}, expected {:?}",
@@ -454,40 +251,31 @@ fn drive() -> anyhow::Result<()> {
         .into_iter()
         .map(build)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let cache = CacheDir::new()?;
+    let cache = ScratchDir::new("wasm-vs-native")?;
+    // Each base gets a data directory of its own: the restarted base is a second base on the
+    // same cache, not one reinstalling what the first recorded.
+    let overrides = |data: &str| {
+        [
+            ("wasm.cache_dir", json!(cache.path())),
+            ("data.dir", json!(cache.path().join(data))),
+        ]
+    };
     let runtime = load::runtime()?;
 
-    let base = BaseProcess::spawn("base", &cache)?;
+    let base = BaseProcess::spawn("base", &overrides("data-base"))?;
     let (mut times, results) = runtime.block_on(async {
         let mut times = Vec::new();
         for guest in &built {
             let before = cache.compiled()?;
-            // With tiered compilation (and a Winch backend for this CPU) the first answer
-            // comes from baseline code, and Cranelift's code is cached in the background;
-            // the load rounds wait for it, so they measure the optimized code.
-            let baseline =
-                base.tiered && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-            let cold = base
-                .install(guest, if baseline { "baseline" } else { "compiled" })
-                .await?;
-            let waited = Instant::now();
-            let written: Vec<u64> = loop {
-                let written: Vec<u64> = cache
-                    .compiled()?
-                    .into_iter()
-                    .filter(|(path, _)| !before.contains_key(path))
-                    .map(|(_, bytes)| bytes)
-                    .collect();
-                if !written.is_empty() || waited.elapsed() > Duration::from_secs(120) {
-                    break written;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            };
-            if baseline {
-                // The instances made from baseline code have been replaced (the module's
-                // first request after the swap makes one from the optimized code).
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // With tiered compilation the first answer comes from baseline code; the load
+            // rounds start once the optimized code serves.
+            let cold = base.install_cold(guest).await?;
+            let written: Vec<u64> = cache
+                .compiled()?
+                .into_iter()
+                .filter(|(path, _)| !before.contains_key(path))
+                .map(|(_, bytes)| bytes)
+                .collect();
             ensure!(
                 written.len() == 1,
                 "compiling {} wrote {} files into the cache, expected one",
@@ -510,8 +298,8 @@ fn drive() -> anyhow::Result<()> {
             for i in 0..VARIANTS.len() {
                 let index = (round + i) % VARIANTS.len();
                 let variant = &VARIANTS[index];
-                let m = load::measure(base.app, &variant.path(), settings, || {
-                    base.process.cpu_time()
+                let m = load::measure(base.app(), &variant.path(), settings, || {
+                    base.process().cpu_time()
                 })
                 .await?;
                 eprintln!(
@@ -536,10 +324,10 @@ fn drive() -> anyhow::Result<()> {
         }
         Ok::<_, anyhow::Error>((times, results))
     })?;
-    let instances_per_module = base.instances_per_module;
+    let instances_per_module = base.instances_per_module();
     base.stop()?;
 
-    let restarted = BaseProcess::spawn("restarted base", &cache)?;
+    let restarted = BaseProcess::spawn("restarted base", &overrides("data-restarted"))?;
     runtime.block_on(async {
         for (guest, times) in built.iter().zip(&mut times) {
             times.restarted = restarted.install(guest, "cache").await?;

@@ -25,14 +25,31 @@ pub struct WasmGuest {
     pub route: &'static str,
 }
 
+/// `guests/hello-wasm`: a plain wasi:http proxy component; `GET /hello` answers the name and
+/// version it was installed as, read from `KOUPLELESS_MODULE_NAME` and
+/// `KOUPLELESS_MODULE_VERSION` in its environment.
+pub const HELLO_WASM: WasmGuest = WasmGuest {
+    crate_dir: "guests/hello-wasm",
+    component: "hello-wasm.wasm",
+    name: "hello-wasm",
+    version: "1.0.0",
+    prefix: "/hello-wasm",
+    route: "/hello",
+};
+
 impl WasmGuest {
     /// The `installBiz` body: a plain component carries no manifest, so the request names it
     /// (for a koupleless module it repeats what the component embeds).
     pub fn install_request(&self, component: &Path) -> Value {
+        self.install_request_as(component, self.name, self.prefix)
+    }
+
+    /// The `installBiz` body installing the component under another name and prefix.
+    pub fn install_request_as(&self, component: &Path, name: &str, prefix: &str) -> Value {
         json!({
-            "bizName": self.name,
+            "bizName": name,
             "bizVersion": self.version,
-            "prefix": self.prefix,
+            "prefix": prefix,
             "bizUrl": format!("file://{}", component.display()),
         })
     }

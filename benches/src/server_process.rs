@@ -29,6 +29,17 @@ impl ServerProcess {
         env: impl IntoIterator<Item = (K, V)>,
         ready: &str,
     ) -> anyhow::Result<(Self, String)> {
+        Self::spawn_within(label, env, ready, START_TIMEOUT)
+    }
+
+    /// [`ServerProcess::spawn`] for a server that may take up to `timeout` to be ready (one
+    /// that installs many modules before it prints its line).
+    pub fn spawn_within<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        label: &str,
+        env: impl IntoIterator<Item = (K, V)>,
+        ready: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Self, String)> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .envs(env)
@@ -56,42 +67,37 @@ impl ServerProcess {
             label: label.to_owned(),
             child,
         };
-        match rx.recv_timeout(START_TIMEOUT) {
+        match rx.recv_timeout(timeout) {
             Ok(Some(rest)) => Ok((process, rest)),
             Ok(None) => bail!("the {label} server exited before it was ready"),
-            Err(_) => bail!("the {label} server was not ready within {START_TIMEOUT:?}"),
+            Err(_) => bail!("the {label} server was not ready within {timeout:?}"),
         }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU time of all the server's threads; `None` where `/proc` has no schedstat.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
-        let mut nanos = 0u64;
-        for task in tasks {
-            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-            nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(nanos))
+        cpu_time(self.pid())
     }
 
     /// The server's resident set (`VmRSS`) in bytes; `None` where `/proc` does not tell.
     pub fn rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        rss(self.pid())
     }
 
     /// Closes the child's stdin and waits for it to exit successfully.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.stop_within(STOP_TIMEOUT)
+    }
+
+    /// [`ServerProcess::stop`] for a server that may take up to `timeout` to shut down.
+    pub fn stop_within(mut self, timeout: Duration) -> anyhow::Result<()> {
         drop(self.child.stdin.take());
-        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 ensure!(
@@ -102,10 +108,7 @@ impl ServerProcess {
                 return Ok(());
             }
             if std::time::Instant::now() >= deadline {
-                bail!(
-                    "the {} server did not stop within {STOP_TIMEOUT:?}",
-                    self.label
-                );
+                bail!("the {} server did not stop within {timeout:?}", self.label);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -121,6 +124,32 @@ impl Drop for ServerProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// CPU time of all the threads of process `pid`, from `/proc/<pid>/task/*/schedstat`;
+/// `None` where `/proc` has no schedstat or the process is gone.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanos = 0u64;
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(nanos))
+}
+
+/// The resident set (`VmRSS`) of process `pid` in bytes; `None` where `/proc` does not tell.
+pub fn rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// In the child: blocks until the parent closes our stdin (which also happens if it dies).
