@@ -5,10 +5,11 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Strategy,
@@ -20,7 +21,6 @@ use super::{
     cache::ComponentCache,
     guest_state::{Capabilities, GuestState},
     host::bindings::Module as Bindings,
-    instance_pool::{InstancePool, Pre},
     outbound::Outbound,
 };
 use koupleless_config::WasmConfig;
@@ -64,11 +64,27 @@ pub(crate) enum Compiled {
     /// Compiled now by the optimizing compiler (and cached).
     Optimized(Component),
     /// Compiled now by the baseline compiler; [`WasmEngine::optimize_later`] replaces it.
-    Baseline(Component),
+    /// `key` is the component's cache key, so it is not hashed twice.
+    Baseline { component: Component, key: String },
+}
+
+impl Compiled {
+    /// The component, whichever compiler made it.
+    pub(crate) fn component(&self) -> &Component {
+        match self {
+            Compiled::Cached(component)
+            | Compiled::Optimized(component)
+            | Compiled::Baseline { component, .. } => component,
+        }
+    }
 }
 
 /// Pools serving baseline code, by the cache key of the component they wait for.
-type Waiting = Mutex<HashMap<String, Vec<Weak<InstancePool>>>>;
+/// What is done with a component's optimized code when it is ready (a pool moves to it),
+/// given the tier that compiled it.
+pub(crate) type OnOptimized = Box<dyn FnOnce(&Tier, &Component) -> BoxFuture<'static, ()> + Send>;
+
+type Waiting = Mutex<HashMap<String, Vec<OnOptimized>>>;
 
 /// The base's wasmtime engines and linkers: Cranelift's, which serves, and Winch's, which
 /// serves a component first while Cranelift compiles it (tiered compilation).
@@ -79,7 +95,7 @@ pub(crate) struct WasmEngine {
     cache: Option<ComponentCache>,
     /// Where the base listens.
     listeners: Vec<SocketAddr>,
-    /// Components being optimized in the background, and the pools waiting for them.
+    /// Components being optimized in the background, and what waits for them.
     waiting: Waiting,
     /// One background optimization at a time: it uses every core while it runs.
     optimizer: Arc<Semaphore>,
@@ -164,7 +180,7 @@ impl WasmEngine {
     /// The tier a component compiled by `compiled` instantiates in.
     pub(crate) fn tier_of(&self, compiled: &Compiled) -> &Tier {
         match (compiled, &self.baseline) {
-            (Compiled::Baseline(_), Some(baseline)) => baseline,
+            (Compiled::Baseline { .. }, Some(baseline)) => baseline,
             _ => &self.optimized,
         }
     }
@@ -178,49 +194,60 @@ impl WasmEngine {
     /// optimized later); else compiled by Cranelift now (and cached). Blocking: call it off
     /// the async threads.
     pub(crate) fn component(&self, bytes: &[u8]) -> Result<Compiled, wasmtime::Error> {
-        let key = self.cache_key(bytes);
-        if let Some(cache) = &self.cache
-            && let Some(component) = cache.load(&self.optimized.engine, &key)
+        // The key (a SHA-256 of the whole component) only when a cache or a background
+        // compilation will use it.
+        let key = (self.cache.is_some() || self.baseline.is_some()).then(|| self.cache_key(bytes));
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Some(component) = cache.load(&self.optimized.engine, key)
         {
             return Ok(Compiled::Cached(component));
         }
-        if let Some(baseline) = &self.baseline {
+        if let (Some(baseline), Some(key)) = (&self.baseline, &key) {
             match Component::new(&baseline.engine, bytes) {
-                Ok(component) => return Ok(Compiled::Baseline(component)),
+                Ok(component) => {
+                    return Ok(Compiled::Baseline {
+                        component,
+                        key: key.clone(),
+                    });
+                }
                 Err(e) => {
                     tracing::debug!(error = %format!("{e:#}"), "the baseline compiler cannot compile this component; waiting for Cranelift");
                 }
             }
         }
         let component = Component::new(&self.optimized.engine, bytes)?;
-        if let Some(cache) = &self.cache {
-            cache.store(&key, &component);
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            cache.store(key, &component);
         }
         Ok(Compiled::Optimized(component))
     }
 
     /// The key of `bytes` in the precompiled cache (and among background optimizations).
-    pub(crate) fn cache_key(&self, bytes: &[u8]) -> String {
+    fn cache_key(&self, bytes: &[u8]) -> String {
         ComponentCache::key(&self.optimized.engine, bytes)
     }
 
     /// Compiles `bytes` with Cranelift in the background (one component at a time), caches
-    /// it, and moves `pool` to it. A component already being optimized is compiled once:
-    /// the pools installed from it meanwhile all move when it is done. A failure leaves the
-    /// pools on their baseline code and is logged.
-    pub(crate) fn optimize_later(self: &Arc<Self>, bytes: Vec<u8>, pool: &Arc<InstancePool>) {
-        let key = self.cache_key(&bytes);
+    /// it, and then calls `ready` with it. A component already being optimized is compiled
+    /// once: everything that waits for it is called when it is done. `key` is the
+    /// component's cache key (from [`Compiled::Baseline`]). A failure is logged and
+    /// `ready` is not called (the modules keep their baseline code).
+    pub(crate) fn optimize_later(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        key: String,
+        module: String,
+        ready: OnOptimized,
+    ) {
         {
             let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(pools) = waiting.get_mut(&key) {
-                pools.retain(|p| p.strong_count() > 0);
-                pools.push(Arc::downgrade(pool));
+            if let Some(waiters) = waiting.get_mut(&key) {
+                waiters.push(ready);
                 return;
             }
-            waiting.insert(key.clone(), vec![Arc::downgrade(pool)]);
+            waiting.insert(key.clone(), vec![ready]);
         }
         let engine = Arc::clone(self);
-        let module = pool.module().clone();
         tokio::spawn(async move {
             let _turn = Arc::clone(&engine.optimizer).acquire_owned().await;
             let started = std::time::Instant::now();
@@ -234,7 +261,7 @@ impl WasmEngine {
                 Ok::<_, wasmtime::Error>(component)
             })
             .await;
-            let pools = engine
+            let waiters = engine
                 .waiting
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -253,19 +280,8 @@ impl WasmEngine {
             };
             crate::metrics::record_wasm_load(crate::metrics::WasmLoad::Compiled);
             tracing::info!(%module, elapsed_ms = started.elapsed().as_millis() as u64, "optimized code ready; instances move to it as their requests end");
-            for pool in pools.iter().filter_map(Weak::upgrade) {
-                match engine
-                    .optimized
-                    .linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| format!("{e:#}"))
-                    .and_then(Pre::classify)
-                {
-                    Ok(pre) => pool.upgrade(pre, engine.optimized.engine.clone()).await,
-                    Err(why) => {
-                        tracing::warn!(module = %pool.module(), error = %why, "the optimized component does not link; it keeps serving from baseline code");
-                    }
-                }
+            for ready in waiters {
+                ready(&engine.optimized, &component).await;
             }
         });
     }

@@ -77,7 +77,7 @@ impl WasmModule {
         let source = match &compiled {
             Compiled::Cached(_) => WasmLoad::Cache,
             Compiled::Optimized(_) => WasmLoad::Compiled,
-            Compiled::Baseline(_) => WasmLoad::Baseline,
+            Compiled::Baseline { .. } => WasmLoad::Baseline,
         };
         crate::metrics::record_wasm_load(source);
         tracing::info!(
@@ -87,15 +87,15 @@ impl WasmModule {
             "component ready"
         );
         let tier = engine.tier_of(&compiled);
-        let (Compiled::Cached(component)
-        | Compiled::Optimized(component)
-        | Compiled::Baseline(component)) = &compiled;
-        let pre = tier.linker().instantiate_pre(component).map_err(|e| {
-            WasmError::new(
-                artifact,
-                format!("its imports do not match what the base provides: {e:#}"),
-            )
-        })?;
+        let pre = tier
+            .linker()
+            .instantiate_pre(compiled.component())
+            .map_err(|e| {
+                WasmError::new(
+                    artifact,
+                    format!("its imports do not match what the base provides: {e:#}"),
+                )
+            })?;
         let pre = Pre::classify(pre).map_err(|why| WasmError::new(artifact, why))?;
         let pool = Arc::new(InstancePool::new(
             Arc::clone(&engine),
@@ -104,8 +104,31 @@ impl WasmModule {
             &manifest,
             &config,
         ));
-        if matches!(compiled, Compiled::Baseline(_)) {
-            engine.optimize_later(bytes, &pool);
+        if let Compiled::Baseline { key, .. } = compiled {
+            let waiting = Arc::downgrade(&pool);
+            engine.optimize_later(
+                bytes,
+                key,
+                pool.module().to_string(),
+                Box::new(move |tier, component| {
+                    let linked = tier
+                        .linker()
+                        .instantiate_pre(component)
+                        .map_err(|e| format!("{e:#}"))
+                        .and_then(Pre::classify);
+                    let engine = tier.engine().clone();
+                    Box::pin(async move {
+                        // An uninstalled module's pool is gone: nothing moves.
+                        let Some(pool) = waiting.upgrade() else { return };
+                        match linked {
+                            Ok(pre) => pool.upgrade(pre, engine).await,
+                            Err(why) => {
+                                tracing::warn!(module = %pool.module(), error = %why, "the optimized component does not link; it keeps serving from baseline code");
+                            }
+                        }
+                    })
+                }),
+            );
         }
         Ok(Self {
             manifest,
