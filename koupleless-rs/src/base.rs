@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use figment::Figment;
+use futures_util::StreamExt;
 use koupleless_config::{Config, LoadedConfig, ProbeListeners};
 use koupleless_module::{InMemoryKeyValue, KeyValueBackend, Module, Resources};
 use koupleless_release::{
@@ -255,8 +256,15 @@ impl BaseBuilder {
     }
 }
 
-/// Installs every recorded install again, oldest first, at start (after the boot modules).
-/// One that no longer installs is logged and forgotten; the base starts without it.
+/// Recorded installs made again at once (of different modules: one module's versions are
+/// installed in the order they were recorded). Each loads its component, usually from the
+/// precompiled cache, and starts its module: a restart with many modules is not one long
+/// queue.
+const RECORDED_AT_ONCE: usize = 8;
+
+/// Installs every recorded install again at start (after the boot modules): the versions of
+/// one module oldest first, different modules [`RECORDED_AT_ONCE`] at a time. One that no
+/// longer installs is logged and forgotten; the base starts without it.
 pub(crate) async fn install_recorded(handle: &BaseHandle, desired: &DesiredState) {
     let serving: Vec<ModuleKey> = match handle.modules().await {
         Ok(infos) => infos
@@ -266,57 +274,82 @@ pub(crate) async fn install_recorded(handle: &BaseHandle, desired: &DesiredState
             .collect(),
         Err(_) => Vec::new(),
     };
-    for Recorded {
+    // Each module's versions in recorded order; modules in the order first recorded.
+    let mut by_module: Vec<Vec<Recorded>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for recorded in desired.entries().await {
+        match index.get(&recorded.entry.name) {
+            Some(&i) => by_module[i].push(recorded),
+            None => {
+                index.insert(recorded.entry.name.clone(), by_module.len());
+                by_module.push(vec![recorded]);
+            }
+        }
+    }
+    let serving = &serving;
+    futures_util::stream::iter(by_module)
+        .for_each_concurrent(RECORDED_AT_ONCE, |versions| async move {
+            for recorded in versions {
+                install_one_recorded(handle, desired, serving, recorded).await;
+            }
+        })
+        .await;
+}
+
+async fn install_one_recorded(
+    handle: &BaseHandle,
+    desired: &DesiredState,
+    serving: &[ModuleKey],
+    Recorded {
         entry,
         component,
         config,
-    } in desired.entries().await
-    {
-        let key = ModuleKey::new(&entry.name, entry.version.clone());
-        if serving.contains(&key) {
-            continue;
-        }
-        let source = match (component, &entry.location) {
-            (Some(bytes), Some(location)) => InstallSource::Artifact(ArtifactInstall {
-                location: format!("{location} (recorded in {})", desired.dir.display()),
-                bytes,
-                overrides: ManifestOverrides {
-                    name: Some(entry.name.clone()),
-                    version: Some(entry.version.clone()),
-                    prefix: entry.prefix.clone(),
-                },
-                strategy: entry.strategy,
-                config: config.map(|bytes| ConfigUpload {
-                    location: format!(
-                        "{}/{}@{}/{}",
-                        desired.dir.display(),
-                        entry.name,
-                        entry.version,
-                        crate::desired::CONFIG
-                    ),
-                    bytes,
-                }),
-                fence: Fence::default(),
-                by_operator: false,
-            }),
-            _ => InstallSource::Request {
-                request: InstallRequest {
-                    version: Some(entry.version.clone()),
-                    prefix: entry.prefix.clone(),
-                    strategy: entry.strategy,
-                    ..InstallRequest::new(entry.name.clone())
-                },
-                by_operator: false,
+    }: Recorded,
+) {
+    let key = ModuleKey::new(&entry.name, entry.version.clone());
+    if serving.contains(&key) {
+        return;
+    }
+    let source = match (component, &entry.location) {
+        (Some(bytes), Some(location)) => InstallSource::Artifact(ArtifactInstall {
+            location: format!("{location} (recorded in {})", desired.dir.display()),
+            bytes,
+            overrides: ManifestOverrides {
+                name: Some(entry.name.clone()),
+                version: Some(entry.version.clone()),
+                prefix: entry.prefix.clone(),
             },
-        };
-        match handle.install_source(source).await {
-            Ok(_) => {
-                tracing::info!(module = %key, "installed again, as an operator installed it before the restart")
-            }
-            Err(e) => {
-                tracing::error!(module = %key, error = %Chain(&e), "a recorded install failed at start; it is forgotten (install it again through the admin API)");
-                let _ = desired.forget(&key).await;
-            }
+            strategy: entry.strategy,
+            config: config.map(|bytes| ConfigUpload {
+                location: format!(
+                    "{}/{}@{}/{}",
+                    desired.dir.display(),
+                    entry.name,
+                    entry.version,
+                    crate::desired::CONFIG
+                ),
+                bytes,
+            }),
+            fence: Fence::default(),
+            by_operator: false,
+        }),
+        _ => InstallSource::Request {
+            request: InstallRequest {
+                version: Some(entry.version.clone()),
+                prefix: entry.prefix.clone(),
+                strategy: entry.strategy,
+                ..InstallRequest::new(entry.name.clone())
+            },
+            by_operator: false,
+        },
+    };
+    match handle.install_source(source).await {
+        Ok(_) => {
+            tracing::info!(module = %key, "installed again, as an operator installed it before the restart")
+        }
+        Err(e) => {
+            tracing::error!(module = %key, error = %Chain(&e), "a recorded install failed at start; it is forgotten (install it again through the admin API)");
+            let _ = desired.forget(&key).await;
         }
     }
 }

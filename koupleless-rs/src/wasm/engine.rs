@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
     time::Duration,
 };
 
@@ -57,20 +57,25 @@ impl Tier {
     }
 }
 
-/// How a component was made ready.
+/// How a component was made ready. Modules installed from the same bytes share one
+/// compiled copy (code mapped once, loaded once) while any of them lives.
 pub(crate) enum Compiled {
-    /// Loaded from the precompiled cache (optimized code).
-    Cached(Component),
+    /// Optimized code from the precompiled cache, or already loaded for another module.
+    Cached(Arc<Component>),
     /// Compiled now by the optimizing compiler (and cached).
-    Optimized(Component),
-    /// Compiled now by the baseline compiler; [`WasmEngine::optimize_later`] replaces it.
-    /// `key` is the component's cache key, so it is not hashed twice.
-    Baseline { component: Component, key: String },
+    Optimized(Arc<Component>),
+    /// Compiled now by the baseline compiler (or shared with a module being optimized);
+    /// [`WasmEngine::optimize_later`] replaces it. `key` is the component's cache key, so
+    /// it is not hashed twice.
+    Baseline {
+        component: Arc<Component>,
+        key: String,
+    },
 }
 
 impl Compiled {
     /// The component, whichever compiler made it.
-    pub(crate) fn component(&self) -> &Component {
+    pub(crate) fn component(&self) -> &Arc<Component> {
         match self {
             Compiled::Cached(component)
             | Compiled::Optimized(component)
@@ -82,7 +87,8 @@ impl Compiled {
 /// Pools serving baseline code, by the cache key of the component they wait for.
 /// What is done with a component's optimized code when it is ready (a pool moves to it),
 /// given the tier that compiled it.
-pub(crate) type OnOptimized = Box<dyn FnOnce(&Tier, &Component) -> BoxFuture<'static, ()> + Send>;
+pub(crate) type OnOptimized =
+    Box<dyn FnOnce(&Tier, &Arc<Component>) -> BoxFuture<'static, ()> + Send>;
 
 type Waiting = Mutex<HashMap<String, Vec<OnOptimized>>>;
 
@@ -101,6 +107,9 @@ pub(crate) struct WasmEngine {
     optimizer: Arc<Semaphore>,
     /// `wasm.max_instances` places, one held by every live instance of either engine.
     instances: Arc<Semaphore>,
+    /// The compiled components modules hold, by cache key (baseline code under
+    /// `baseline:<key>`): installing bytes that are loaded already takes the same copy.
+    live: Mutex<HashMap<String, Weak<Component>>>,
 }
 
 impl WasmEngine {
@@ -164,6 +173,7 @@ impl WasmEngine {
             waiting: Mutex::new(HashMap::new()),
             optimizer: Arc::new(Semaphore::new(1)),
             instances: Arc::new(Semaphore::new(instances as usize)),
+            live: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -194,21 +204,24 @@ impl WasmEngine {
     /// optimized later); else compiled by Cranelift now (and cached). Blocking: call it off
     /// the async threads.
     pub(crate) fn component(&self, bytes: &[u8]) -> Result<Compiled, wasmtime::Error> {
-        // The key (a SHA-256 of the whole component) only when a cache or a background
-        // compilation will use it.
-        let key = (self.cache.is_some() || self.baseline.is_some()).then(|| self.cache_key(bytes));
-        if let (Some(cache), Some(key)) = (&self.cache, &key)
-            && let Some(component) = cache.load(&self.optimized.engine, key)
-        {
+        let key = self.cache_key(bytes);
+        if let Some(component) = self.loaded(&key) {
             return Ok(Compiled::Cached(component));
         }
-        if let (Some(baseline), Some(key)) = (&self.baseline, &key) {
+        if let Some(cache) = &self.cache
+            && let Some(component) = cache.load(&self.optimized.engine, &key)
+        {
+            return Ok(Compiled::Cached(self.share(&key, component)));
+        }
+        if let Some(baseline) = &self.baseline {
+            let baseline_key = format!("baseline:{key}");
+            if let Some(component) = self.loaded(&baseline_key) {
+                return Ok(Compiled::Baseline { component, key });
+            }
             match Component::new(&baseline.engine, bytes) {
                 Ok(component) => {
-                    return Ok(Compiled::Baseline {
-                        component,
-                        key: key.clone(),
-                    });
+                    let component = self.share(&baseline_key, component);
+                    return Ok(Compiled::Baseline { component, key });
                 }
                 Err(e) => {
                     tracing::debug!(error = %format!("{e:#}"), "the baseline compiler cannot compile this component; waiting for Cranelift");
@@ -216,10 +229,30 @@ impl WasmEngine {
             }
         }
         let component = Component::new(&self.optimized.engine, bytes)?;
-        if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            cache.store(key, &component);
+        if let Some(cache) = &self.cache {
+            cache.store(&key, &component);
         }
-        Ok(Compiled::Optimized(component))
+        Ok(Compiled::Optimized(self.share(&key, component)))
+    }
+
+    /// The component loaded under `key`, if a module still holds it.
+    fn loaded(&self, key: &str) -> Option<Arc<Component>> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(key).and_then(Weak::upgrade)
+    }
+
+    /// `component` as the copy of `key` that later installs share (or the copy another
+    /// install of the same bytes made meanwhile).
+    fn share(&self, key: &str, component: Component) -> Arc<Component> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = live.get(key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        // Forget the copies no module holds any more (uninstalled, or moved to optimized code).
+        live.retain(|_, held| held.strong_count() > 0);
+        let component = Arc::new(component);
+        live.insert(key.to_owned(), Arc::downgrade(&component));
+        component
     }
 
     /// The key of `bytes` in the precompiled cache (and among background optimizations).
@@ -278,6 +311,7 @@ impl WasmEngine {
                     return;
                 }
             };
+            let component = engine.share(&key, component);
             crate::metrics::record_wasm_load(crate::metrics::WasmLoad::Compiled);
             tracing::info!(%module, elapsed_ms = started.elapsed().as_millis() as u64, "optimized code ready; instances move to it as their requests end");
             for ready in waiters {

@@ -19,7 +19,10 @@ use axum::{
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Engine, Store, component::InstancePre};
+use wasmtime::{
+    Engine, Store,
+    component::{Component, InstancePre},
+};
 use wasmtime_wasi_http::{
     WasiHttpView,
     p2::bindings::{
@@ -68,12 +71,27 @@ impl Pre {
 
 /// The code new instances are made from: what the module was installed with, then, after a
 /// baseline install, the optimized code.
-struct Code {
+pub(crate) struct Code {
     pre: Pre,
     /// The engine that compiled it (stores of this code belong to it).
     engine: Engine,
     /// Counts the swaps; an instance of an older generation is dropped when its request ends.
     generation: u64,
+    /// The compiled component, held so that installs of the same bytes share it (see
+    /// `WasmEngine::component`).
+    _component: Arc<Component>,
+}
+
+impl Code {
+    /// `pre`, linked from `component`, compiled by `engine`.
+    pub(crate) fn new(pre: Pre, engine: Engine, component: Arc<Component>) -> Self {
+        Self {
+            pre,
+            engine,
+            generation: 0,
+            _component: component,
+        }
+    }
 }
 
 enum Exports {
@@ -141,8 +159,7 @@ impl InstancePool {
     /// A pool of instances of `pre`, compiled by `compiled_by`.
     pub(crate) fn new(
         engine: Arc<WasmEngine>,
-        pre: Pre,
-        compiled_by: Engine,
+        code: Code,
         manifest: &Manifest,
         config: &ModuleConfig,
     ) -> Self {
@@ -167,11 +184,7 @@ impl InstancePool {
             outbound: Outbound::new(&manifest.key(), &settings.allowed_hosts, engine.listeners()),
             reuse: settings.reuse_instances,
             engine,
-            code: ArcSwap::from_pointee(Code {
-                pre,
-                engine: compiled_by,
-                generation: 0,
-            }),
+            code: ArcSwap::from_pointee(code),
             module: manifest.key(),
             env,
             config_json,
@@ -189,17 +202,13 @@ impl InstancePool {
         &self.module
     }
 
-    /// From now on new instances are made from `pre` (compiled by `compiled_by`): idle
+    /// From now on new instances are made from `code`: idle
     /// instances of the old code are dropped, busy ones when their request ends, so every
     /// request is served, by one code or the other. A started pool gets one warm instance
     /// of the new code at once, so no request waits for it.
-    pub(crate) async fn upgrade(&self, pre: Pre, compiled_by: Engine) {
+    pub(crate) async fn upgrade(&self, code: Code) {
         let generation = self.code.load().generation + 1;
-        self.code.store(Arc::new(Code {
-            pre,
-            engine: compiled_by,
-            generation,
-        }));
+        self.code.store(Arc::new(Code { generation, ..code }));
         let old: Vec<Instance> = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let (old, current) = std::mem::take(&mut *idle)

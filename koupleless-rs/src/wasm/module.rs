@@ -15,7 +15,7 @@ use super::{
     WasmError,
     engine::{Compiled, WasmEngine},
     guest_state::Capabilities,
-    instance_pool::{InstancePool, Pre},
+    instance_pool::{Code, InstancePool, Pre},
 };
 use crate::{metrics::WasmLoad, report::Chain};
 
@@ -99,8 +99,7 @@ impl WasmModule {
         let pre = Pre::classify(pre).map_err(|why| WasmError::new(artifact, why))?;
         let pool = Arc::new(InstancePool::new(
             Arc::clone(&engine),
-            pre,
-            tier.engine().clone(),
+            Code::new(pre, tier.engine().clone(), Arc::clone(compiled.component())),
             &manifest,
             &config,
         ));
@@ -117,11 +116,12 @@ impl WasmModule {
                         .map_err(|e| format!("{e:#}"))
                         .and_then(Pre::classify);
                     let engine = tier.engine().clone();
+                    let component = Arc::clone(component);
                     Box::pin(async move {
                         // An uninstalled module's pool is gone: nothing moves.
                         let Some(pool) = waiting.upgrade() else { return };
                         match linked {
-                            Ok(pre) => pool.upgrade(pre, engine).await,
+                            Ok(pre) => pool.upgrade(Code::new(pre, engine, component)).await,
                             Err(why) => {
                                 tracing::warn!(module = %pool.module(), error = %why, "the optimized component does not link; it keeps serving from baseline code");
                             }

@@ -520,3 +520,48 @@ async fn without_tiered_compilation_a_cold_install_waits_for_optimized_code() {
     assert_eq!(moved_to_optimized(&http, &base, "untiered").await, 0);
     base.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_installed_from_the_same_bytes_share_one_compiled_copy_until_the_last_goes() {
+    let artifact = hello_wasm();
+    let cache = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{WASM_CONFIG}\ntiered_compilation = false\ncache_dir = {:?}",
+        cache.path().display().to_string()
+    );
+    let base = start_base(vec![], &config).await;
+    let http = Http::new();
+    install(&http, &base, "first", "1.0.0", &artifact).await;
+    assert_eq!(cached_components(cache.path()), 1);
+    // With the file gone, a second install of the same bytes could only compile (and write
+    // the file again) unless it takes the copy the first module holds.
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    install(&http, &base, "second", "1.0.0", &artifact).await;
+    assert_eq!(
+        cached_components(cache.path()),
+        0,
+        "the second install compiled the component again instead of sharing the loaded copy"
+    );
+    for name in ["first", "second"] {
+        assert_eq!(
+            http.get(&app(&base, &format!("/{name}/hello"))).await.text(),
+            format!("{name}@1.0.0")
+        );
+        let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": name})).await;
+        assert_eq!(r["code"], "SUCCESS", "{r}");
+    }
+    // Once no module holds it the copy is released: the next install compiles again.
+    install(&http, &base, "third", "1.0.0", &artifact).await;
+    assert_eq!(
+        cached_components(cache.path()),
+        1,
+        "the compiled copy outlived the modules that used it"
+    );
+    assert_eq!(
+        http.get(&app(&base, "/third/hello")).await.text(),
+        "third@1.0.0"
+    );
+    base.shutdown().await.unwrap();
+}
