@@ -12,7 +12,8 @@ use std::{
 use futures_util::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Strategy,
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    RegallocAlgorithm, Store, Strategy,
     component::{Component, Linker},
 };
 
@@ -357,6 +358,11 @@ fn baseline_tier() -> Option<Tier> {
     let mut cfg = Config::new();
     cfg.strategy(Strategy::Winch);
     cfg.epoch_interruption(true);
+    // Winch compiles the functions; its trampolines (one per function a table or an export
+    // lets escape: tens of thousands in an interpreter) are Cranelift's, and were most of a
+    // baseline compile. Quick code suffices there: it serves until the optimized tier is ready.
+    cfg.cranelift_opt_level(OptLevel::None);
+    cfg.cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
     match Tier::new(&cfg) {
         Ok(tier) => Some(tier),
         Err(e) => {

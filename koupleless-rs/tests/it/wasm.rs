@@ -546,7 +546,9 @@ async fn modules_installed_from_the_same_bytes_share_one_compiled_copy_until_the
     );
     for name in ["first", "second"] {
         assert_eq!(
-            http.get(&app(&base, &format!("/{name}/hello"))).await.text(),
+            http.get(&app(&base, &format!("/{name}/hello")))
+                .await
+                .text(),
             format!("{name}@1.0.0")
         );
         let r = arklet(&http, &base, "uninstallBiz", json!({"bizName": name})).await;
