@@ -299,7 +299,8 @@ fn source_files(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Re
             continue;
         }
         let path = entry.path();
-        if entry.file_type()?.is_dir() {
+        // Followed: `wit/deps` links the shared WASI WIT.
+        if path.is_dir() {
             source_files(root, &path, files)?;
         } else {
             files.push(path.strip_prefix(root)?.to_path_buf());
