@@ -325,3 +325,28 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     }
     hash
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guests_files_include_those_behind_a_linked_directory() {
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::write(shared.path().join("types.wit"), "package a:b;").unwrap();
+        let guest = tempfile::tempdir().unwrap();
+        std::fs::create_dir(guest.path().join("wit")).unwrap();
+        std::fs::write(guest.path().join("app.py"), "").unwrap();
+        std::os::unix::fs::symlink(shared.path(), guest.path().join("wit/deps")).unwrap();
+        std::fs::create_dir(guest.path().join("__pycache__")).unwrap();
+        std::fs::write(guest.path().join("__pycache__/app.pyc"), "").unwrap();
+
+        let mut files = Vec::new();
+        source_files(guest.path(), guest.path(), &mut files).unwrap();
+        files.sort();
+        assert_eq!(
+            files,
+            [PathBuf::from("app.py"), PathBuf::from("wit/deps/types.wit")]
+        );
+    }
+}
