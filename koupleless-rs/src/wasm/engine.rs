@@ -85,12 +85,12 @@ impl Compiled {
     }
 }
 
-/// Pools serving baseline code, by the cache key of the component they wait for.
 /// What is done with a component's optimized code when it is ready (a pool moves to it),
 /// given the tier that compiled it.
 pub(crate) type OnOptimized =
     Box<dyn FnOnce(&Tier, &Arc<Component>) -> BoxFuture<'static, ()> + Send>;
 
+/// What waits for the optimized code of a component being compiled, by its cache key.
 type Waiting = Mutex<HashMap<String, Vec<OnOptimized>>>;
 
 /// The base's wasmtime engines and linkers: Cranelift's, which serves, and Winch's, which
@@ -358,8 +358,8 @@ fn baseline_tier() -> Option<Tier> {
     let mut cfg = Config::new();
     cfg.strategy(Strategy::Winch);
     cfg.epoch_interruption(true);
-    // Winch compiles the functions; its trampolines (one per function a table or an export
-    // lets escape: tens of thousands in an interpreter) are Cranelift's, and were most of a
+    // Winch compiles the functions; their trampolines (one per function a table or an export
+    // lets escape: tens of thousands in an interpreter) are Cranelift's, about a sixth of a
     // baseline compile. Quick code suffices there: it serves until the optimized tier is ready.
     cfg.cranelift_opt_level(OptLevel::None);
     cfg.cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
