@@ -102,7 +102,25 @@ async fn a_release_config_is_served_without_a_restart_and_the_base_section_wins(
         let (http, url) = (http.clone(), app(&base, "/hello/spin"));
         tokio::spawn(async move { http.get(&url).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Asked once the spinning request holds the one place (a fixed wait lost that race on
+    // a loaded machine).
+    let waited = std::time::Instant::now();
+    loop {
+        let modules = http.get(&admin(&base, "/modules")).await.json();
+        let holding = modules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "hello" && m["version"] == "1.0.1" && m["in_flight"] == 1);
+        if holding {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the spinning request never reached the module: {modules}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = std::time::Instant::now();
     let busy = http.get(&app(&base, "/hello/who")).await;
     assert_eq!(
