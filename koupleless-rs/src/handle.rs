@@ -85,7 +85,7 @@ impl BaseHandle {
     ) -> Result<ModuleInfo, BaseError> {
         let artifact = ArtifactInstall {
             location: label.to_owned(),
-            bytes,
+            bytes: bytes.into(),
             overrides: ManifestOverrides {
                 name,
                 version,

@@ -20,7 +20,7 @@ use crate::{
 pub(crate) struct ArtifactInstall {
     /// Where it came from, for messages.
     pub(crate) location: String,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: bytes::Bytes,
     /// Name, version and prefix given with it (the storage layout, or the request); they
     /// replace what the component embeds.
     pub(crate) overrides: ManifestOverrides,
@@ -91,8 +91,12 @@ impl InstallSource {
         }
     }
 
-    /// What the desired state records of it, taken before the install consumes it.
-    pub(crate) fn to_record(&self) -> crate::desired::Pending {
+    /// What the desired state records of it, taken before the install consumes it: a
+    /// component starts being kept at once, while the install loads it.
+    pub(crate) fn to_record(
+        &self,
+        desired: &crate::desired::DesiredState,
+    ) -> crate::desired::Pending {
         match self {
             InstallSource::Request { request, .. } => crate::desired::Pending {
                 prefix: request.prefix.clone(),
@@ -103,7 +107,7 @@ impl InstallSource {
             InstallSource::Artifact(a) => crate::desired::Pending {
                 prefix: a.overrides.prefix.clone(),
                 location: Some(a.location.clone()),
-                component: Some(a.bytes.clone()),
+                component: Some(desired.keep_component(a.bytes.clone())),
                 config: a.config.as_ref().map(|c| c.bytes.clone()),
             },
         }
@@ -140,7 +144,7 @@ pub(crate) async fn read_named_artifact(
             prefix: request.prefix.clone(),
         },
         location,
-        bytes,
+        bytes: bytes.into(),
         strategy: request.strategy,
         config: None,
         fence: Fence::default(),

@@ -314,9 +314,10 @@ impl BaseState {
             let mut name = source.name().unwrap_or_default().to_owned();
             let requested = source.strategy();
             let fence = source.fence();
+            let mut record = None;
             let result = async {
                 let source = install::read_named_artifact(&env, source).await?;
-                let record = source.by_operator().then(|| source.to_record());
+                record = source.by_operator().then(|| source.to_record(&env.desired));
                 // Loading a wasm artifact compiles it: done here, off the actor.
                 let install::Resolved { module, config } = install::resolve(&env, source).await?;
                 name = module.manifest().name;
@@ -326,13 +327,18 @@ impl BaseState {
                 env.configure_log_level(&name, config.as_deref());
                 env.set_release_config(&module.manifest().key(), config);
                 let info = ops.install(module, strategy, &fence).await?;
-                if let Some(record) = record {
+                if let Some(record) = record.take() {
                     // Under the module's lock: an uninstall that follows forgets it after.
                     record.save(&env.desired, &info, requested).await;
                 }
                 Ok(info)
             }
             .await;
+            if let Some(record) = record {
+                // The install failed: nothing is recorded.
+                let env = Arc::clone(&env);
+                tokio::spawn(async move { record.discard(&env.desired).await });
+            }
             env.forget_lock(&name);
             metrics::record_operation(&name, "install", result.is_ok());
             let _ = reply.send(result);
@@ -450,7 +456,7 @@ impl Installer for ActorRef<BaseMsg> {
     async fn install(&self, release: Release) -> Result<ModuleInfo, BaseError> {
         let artifact = ArtifactInstall {
             location: release.location,
-            bytes: release.bytes,
+            bytes: release.bytes.into(),
             overrides: ManifestOverrides {
                 name: Some(release.key.name),
                 version: Some(release.key.version),

@@ -127,7 +127,7 @@ async fn upload(
     );
     let artifact = ArtifactInstall {
         location: label,
-        bytes: body.to_vec(),
+        bytes: body,
         overrides: ManifestOverrides {
             name: q.name.filter(|n| !n.is_empty()),
             version: q.version,

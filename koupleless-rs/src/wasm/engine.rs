@@ -268,7 +268,7 @@ impl WasmEngine {
     /// `ready` is not called (the modules keep their baseline code).
     pub(crate) fn optimize_later(
         self: &Arc<Self>,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         key: String,
         module: String,
         ready: OnOptimized,

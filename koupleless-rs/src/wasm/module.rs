@@ -49,7 +49,7 @@ impl WasmModule {
     pub(crate) async fn load<E: From<WasmError>>(
         engine: Arc<WasmEngine>,
         artifact: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         overrides: ManifestOverrides,
         config_for: impl FnOnce(&str) -> Result<ModuleConfig, E>,
     ) -> Result<Self, E> {
