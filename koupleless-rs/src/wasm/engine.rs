@@ -363,12 +363,6 @@ fn baseline_tier() -> Option<Tier> {
     // baseline compile. Quick code suffices there: it serves until the optimized tier is ready.
     cfg.cranelift_opt_level(OptLevel::None);
     cfg.cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
-    // Neither the map from machine code back to wasm offsets (a trap's backtrace names the
-    // functions, without their offsets) nor native unwind tables (wasmtime walks its own
-    // frames; host panics are caught at the boundary): a tenth of a baseline compile of the
-    // 18 MB Python component, for code that serves only until Cranelift's is ready.
-    cfg.generate_address_map(false);
-    cfg.native_unwind_info(false);
     match Tier::new(&cfg) {
         Ok(tier) => Some(tier),
         Err(e) => {
