@@ -14,9 +14,10 @@
 //!   component loaded from the precompiled cache (checked on `koupleless_wasm_loads_total`);
 //! * cached, restarted base — a second base process on the same `wasm.cache_dir`.
 //!
-//! An operator's install is recorded under `data.dir` (the component is written and
-//! flushed) before `installBiz` answers, so a reinstall includes that write; a restarted
-//! base's install is an operator's too.
+//! An operator's install is recorded under `data.dir` before `installBiz` answers: the
+//! component is kept once by content, written while the install loads it. A reinstall finds
+//! the same bytes kept and writes nothing; the restarted base has a fresh `data.dir`, so its
+//! install writes (and flushes) the component once.
 //!
 //! Targets, verdicts at the end (a missed one fails the bench): cold at most 1 s, from the
 //! cache at most 50 ms (the slower of reinstall and restarted base).
