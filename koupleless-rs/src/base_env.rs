@@ -60,7 +60,8 @@ impl BaseEnv {
             crate::telemetry::configure_module_level(name, modules.get(name).settings().log_level);
         }
         Self {
-            desired: crate::desired::DesiredState::new(&config.data.dir),
+            desired: crate::desired::DesiredState::new(&config.data.dir)
+                .bounded(config.admin.max_artifact_mib << 20),
             config,
             figment,
             modules,

@@ -144,6 +144,8 @@ pub(crate) const KEPT_UNUSED: usize = 4;
 pub(crate) struct DesiredState {
     pub(crate) dir: PathBuf,
     components: PathBuf,
+    /// Largest kept component read back (`admin.max_artifact_mib`: what an install takes).
+    max_component_bytes: u64,
     /// One change at a time; which entries use which component, read on first use.
     uses: tokio::sync::Mutex<Option<Uses>>,
 }
@@ -171,8 +173,15 @@ impl DesiredState {
         Self {
             components: dir.join(".components"),
             dir,
+            max_component_bytes: u64::MAX,
             uses: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Reads back no kept component larger than `max_bytes`.
+    pub(crate) fn bounded(mut self, max_bytes: u64) -> Self {
+        self.max_component_bytes = max_bytes;
+        self
     }
 
     fn entry_dir(&self, key: &ModuleKey) -> Option<PathBuf> {
@@ -447,8 +456,19 @@ impl DesiredState {
     async fn read_component(&self, digest: &str) -> std::io::Result<Bytes> {
         let path = self.component_path(digest);
         let digest = digest.to_owned();
+        let max = self.max_component_bytes;
         tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path)?;
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            std::fs::File::open(&path)?
+                .take(max.saturating_add(1))
+                .read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("it is larger than admin.max_artifact_mib ({max} bytes) allows; raise it or install a smaller version"),
+                ));
+            }
             if blake3::hash(&bytes).to_hex().as_str() != digest {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -722,6 +742,15 @@ mod tests {
         state.record(e, Some(&bytes), None).await.unwrap();
         assert_eq!(kept(data.path()), [digest(&bytes)]);
         assert_eq!(state.entries().await.len(), 1);
+
+        // Larger than the base now takes: not read past the bound, not installed again.
+        assert!(
+            DesiredState::new(data.path())
+                .bounded(bytes.len() as u64 - 1)
+                .entries()
+                .await
+                .is_empty()
+        );
 
         // Changed on disk: the entry is not installed again.
         std::fs::write(
