@@ -6,14 +6,14 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
-    RegallocAlgorithm, Store, Strategy,
+    RegallocAlgorithm, Store, Strategy, UpdateDeadline,
     component::{Component, Linker},
 };
 
@@ -26,7 +26,8 @@ use super::{
 };
 use koupleless_config::WasmConfig;
 
-/// How often the epoch advances; deadlines are whole ticks.
+/// How often the epoch advances: a running guest yields its thread this often, and its
+/// deadline is checked then.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// One compiler's engine and the linker built on it (a component compiled by one engine
@@ -340,14 +341,25 @@ impl WasmEngine {
         let mut store = Store::new(engine, state);
         store.limiter(GuestState::limits);
         self.arm_deadline(&mut store);
-        store.epoch_deadline_trap();
+        // Guest code gives its thread back to the runtime at every tick, so a guest that
+        // loops holds no worker (on a runtime of two threads, two such requests would stop
+        // the base until their deadline); at the deadline it traps.
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().deadline() {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         store
     }
 
-    /// Resets the epoch deadline of a store for its next call.
+    /// Sets the deadline of a store's next call: `wasm.request_timeout` from now.
     pub(crate) fn arm_deadline(&self, store: &mut Store<GuestState>) {
-        let ticks = (self.config.request_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store
+            .data_mut()
+            .set_deadline(Instant::now() + self.config.request_timeout);
+        store.set_epoch_deadline(1);
     }
 }
 

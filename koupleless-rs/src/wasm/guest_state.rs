@@ -2,7 +2,7 @@
 //! its SQL session, its memory cap, the module's capabilities and its outbound-HTTP policy. Data only: the
 //! host functions that use it are in `host.rs`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use koupleless_module::{KeyValue, ModuleClient, ModuleContext, ModuleKey};
 
@@ -24,6 +24,8 @@ pub(crate) struct GuestState {
     sql: SqlSession,
     /// Spin resources (stores, connections) the guest holds open in `table`.
     spin_handles: usize,
+    /// When the current call traps as past `wasm.request_timeout`.
+    deadline: Instant,
 }
 
 impl WasiView for GuestState {
@@ -58,6 +60,7 @@ impl GuestState {
             outbound,
             sql: SqlSession::default(),
             spin_handles: 0,
+            deadline: Instant::now(),
             wasi: WasiCtx::builder().inherit_stderr().envs(env).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -75,6 +78,16 @@ impl GuestState {
     /// The memory cap, as the store's limiter.
     pub(crate) fn limits(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
+    }
+
+    /// When the current call traps as past `wasm.request_timeout`.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Sets when the next call traps.
+    pub(crate) fn set_deadline(&mut self, at: Instant) {
+        self.deadline = at;
     }
 
     /// The largest body a host call may hand the guest, in bytes.

@@ -3,7 +3,8 @@
 //! A component is compiled once, off the serving threads, and served from a small pool of warm
 //! instances per module version; an instance that traps is thrown away. Every store has a
 //! memory cap and an epoch deadline, so a guest that loops or allocates without bound fails
-//! its own request and nothing else.
+//! its own request and nothing else; until its deadline a running guest yields its thread at
+//! every epoch tick.
 
 mod cache;
 mod engine;

@@ -186,6 +186,56 @@ async fn waiting_for_a_busy_instance_is_bounded_and_says_when_to_retry() {
     base.shutdown().await.unwrap();
 }
 
+/// A guest looping without end gives its thread back at every epoch tick until its deadline:
+/// on a runtime of one thread, with a plain wasi:http guest and a `#[koupleless::module]`
+/// guest both spinning, another module and the admin API still answer at once.
+#[tokio::test(flavor = "current_thread")]
+async fn spinning_guests_do_not_hold_the_thread_they_run_on() {
+    let base = start_base(vec![], "[wasm]\nrequest_timeout = \"3s\"").await;
+    let http = Http::new();
+    install(&http, &base, "busy", "1.0.0", &hello_wasm()).await;
+    install(&http, &base, "hello", "1.0.0", &hello_module()).await;
+    install(&http, &base, "other", "1.0.0", &hello_wasm()).await;
+    let spin = |path: &str| {
+        let (http, url) = (http.clone(), app(&base, path));
+        tokio::spawn(async move { http.get(&url).await })
+    };
+    let spun = Instant::now();
+    let (plain, module) = (spin("/busy/spin"), spin("/hello/spin"));
+    loop {
+        let modules = http.get(&admin(&base, "/modules")).await.json();
+        let spinning = modules
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| (m["name"] == "busy" || m["name"] == "hello") && m["in_flight"] == 1)
+            .count();
+        if spinning == 2 {
+            break;
+        }
+        assert!(
+            spun.elapsed() < Duration::from_secs(2),
+            "both spinning requests should be in flight at once, and the admin API answering: {modules}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let r = http.get(&app(&base, "/other/hello")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "another module waited {:?} behind the spinning guests",
+        started.elapsed()
+    );
+    assert!(
+        !plain.is_finished() && !module.is_finished(),
+        "answered while both guests still spin"
+    );
+    assert_eq!(plain.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(module.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
+    base.shutdown().await.unwrap();
+}
+
 /// Sends `head` (without the final blank line) and `body` on a fresh connection that closes
 /// after the answer; the status and body.
 async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {

@@ -14,8 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const WITHIN: Duration = Duration::from_secs(60);
 
 fn config(dir: &Path, extra: &str) -> String {
+    config_with_timeout(dir, "2s", extra)
+}
+
+fn config_with_timeout(dir: &Path, request_timeout: &str, extra: &str) -> String {
     format!(
-        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n[wasm]\ninstances_per_module = 2\nmax_instances = 16\nrequest_timeout = \"2s\"\n{extra}",
+        "[storage]\nenabled = true\nurl = \"{}\"\npoll_interval = \"100ms\"\n[wasm]\ninstances_per_module = 2\nmax_instances = 16\nrequest_timeout = \"{request_timeout}\"\n{extra}",
         dir.display()
     )
 }
@@ -58,10 +62,13 @@ async fn a_release_config_is_served_without_a_restart_and_the_base_section_wins(
     let dir = tempfile::tempdir().unwrap();
     let bytes = component();
     release(dir.path(), "hello/1.0.0/module.wasm", &bytes, true);
+    // The spinning request below holds the module's one place until its deadline: long
+    // enough that the busy request is refused within its 300 ms wait on a loaded machine.
     let base = start_base(
         vec![],
-        &config(
+        &config_with_timeout(
             dir.path(),
+            "6s",
             "[modules.hello]\nqueue_timeout = \"300ms\"\n[modules.hello.tuning]\nb = 3\n",
         ),
     )
