@@ -4,7 +4,10 @@
 //! Build: `cargo build --release --target wasm32-wasip2` in this directory.
 #![forbid(unsafe_code)]
 
+use std::sync::OnceLock;
+
 use axum::{Json, Router, extract::Path, routing::get};
+use wstd::http::{Body, Request, Response, error::Result};
 
 /// The name and version the base installed this component as (from its environment).
 fn who() -> String {
@@ -16,8 +19,17 @@ fn who() -> String {
 /// language's does between collections.
 static KEPT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
-#[wstd_axum::http_server]
-fn main() -> Router {
+/// The router, built once per instance: `#[wstd_axum::http_server]` would build it again for
+/// every request.
+static ROUTER: OnceLock<Router> = OnceLock::new();
+
+#[wstd::http_server]
+async fn main(request: Request<Body>) -> Result<Response<Body>> {
+    let router = ROUTER.get_or_init(router).clone();
+    wstd_axum::serve(request, router).await
+}
+
+fn router() -> Router {
     Router::new()
         .route("/hello", get(|| async { who() }))
         .route("/json", get(|| async { Json(serde_json::json!({ "module": who(), "ok": true })) }))
