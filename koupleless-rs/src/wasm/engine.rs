@@ -358,9 +358,17 @@ impl WasmEngine {
     pub(crate) fn arm_deadline(&self, store: &mut Store<GuestState>) {
         store
             .data_mut()
-            .set_deadline(Instant::now() + self.config.request_timeout);
+            .set_deadline(deadline_after(self.config.request_timeout));
         store.set_epoch_deadline(1);
     }
+}
+
+/// `timeout` from now; a timeout past what the clock can hold (`wasm.request_timeout` of
+/// billions of years) is a deadline a century away rather than a panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Winch's engine, where this build and CPU have it: instances on demand (the pooling

@@ -717,7 +717,8 @@ impl InstancePool {
             }
         });
         let mut rx = rx;
-        let deadline = tokio::time::Instant::now() + self.hard_limit();
+        let deadline =
+            tokio::time::Instant::from_std(super::engine::deadline_after(self.hard_limit()));
 
         // The call runs on this task until it returns or hands over the response head; most
         // return at once, having written a small body, and no task is spawned for them.

@@ -238,6 +238,18 @@ async fn spinning_guests_do_not_hold_the_thread_they_run_on() {
     base.shutdown().await.unwrap();
 }
 
+/// A request deadline too far away for the clock (`wasm.request_timeout` of billions of
+/// years) means no deadline, not a panic on the request's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_timeout_beyond_the_clock_serves() {
+    let base = start_base(vec![], "[wasm]\nrequest_timeout = \"300000000000y\"").await;
+    let http = Http::new();
+    install(&http, &base, "far", "1.0.0", &hello_wasm()).await;
+    let r = http.get(&app(&base, "/far/hello")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    base.shutdown().await.unwrap();
+}
+
 /// Sends `head` (without the final blank line) and `body` on a fresh connection that closes
 /// after the answer; the status and body.
 async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
