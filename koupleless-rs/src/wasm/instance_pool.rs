@@ -784,7 +784,10 @@ impl InstancePool {
 
     /// The epoch deadline stops guest code; this also bounds time spent in host calls.
     fn hard_limit(&self) -> Duration {
-        self.engine.config().request_timeout + Duration::from_secs(1)
+        self.engine
+            .config()
+            .request_timeout
+            .saturating_add(Duration::from_secs(1))
     }
 
     /// A trap while serving a request is that request's failure, not the module's: the
