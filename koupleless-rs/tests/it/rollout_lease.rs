@@ -112,6 +112,13 @@ max_instances = 16
         who().await == "hello@2.0.0"
     })
     .await;
+    // The lease is released (and recorded) just after the new version takes traffic.
+    eventually(WITHIN, "the 2.0.0 lease released", || async {
+        record(&http, &base, "2.0.0")
+            .await
+            .is_some_and(|r| events(&r).last().map(String::as_str) == Some("lease_released"))
+    })
+    .await;
     let r = record(&http, &base, "2.0.0").await.unwrap();
     assert_eq!(
         events(&r),

@@ -211,7 +211,20 @@ async fn a_digest_mismatch_waits_for_the_upload_to_finish() {
     let http = Http::new();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(who(&http, &base).await.split(' ').next(), Some("404"));
-    let record = rollout(&http, &base, "1.0.0").await.expect("the attempt");
+    // The base tries again at every listing: read a record between two attempts, not
+    // during one (its pod then says `installing`).
+    let aborted = || async {
+        let record = rollout(&http, &base, "1.0.0").await?;
+        let pod = record["pods"].as_object()?.values().next()?.clone();
+        (pod["outcome"] == "aborted").then_some(record)
+    };
+    eventually(
+        Duration::from_secs(10),
+        "an aborted attempt on record",
+        || async { aborted().await.is_some() },
+    )
+    .await;
+    let record = aborted().await.expect("the attempt");
     assert_eq!(record["status"], "in_progress", "not the release's fault");
     let pod = record["pods"].as_object().unwrap().values().next().unwrap();
     assert_eq!(pod["outcome"], "aborted", "{record}");
