@@ -30,6 +30,11 @@ use koupleless_config::WasmConfig;
 /// deadline is checked then.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How much lower the background compile threads' priority is than the base's (`nice`): a
+/// tenth of a core's share against a request's thread, so that they finish while the base
+/// is busy, but slowly.
+const OPTIMIZER_NICE: i32 = 10;
+
 /// One compiler's engine and the linker built on it (a component compiled by one engine
 /// only instantiates in that engine's stores).
 pub(crate) struct Tier {
@@ -107,6 +112,10 @@ pub(crate) struct WasmEngine {
     waiting: Waiting,
     /// One background optimization at a time: it uses every core while it runs.
     optimizer: Arc<Semaphore>,
+    /// The threads background optimizations compile on, at a lower priority (started on
+    /// the first): made apart from the threads baseline compiles use, so that an install
+    /// compiling its first code is not queued behind a background compile.
+    optimizer_threads: std::sync::OnceLock<Result<rayon::ThreadPool, String>>,
     /// `wasm.max_instances` places, one held by every live instance of either engine.
     instances: Arc<Semaphore>,
     /// The compiled components modules hold, by cache key (baseline code under
@@ -174,6 +183,7 @@ impl WasmEngine {
             listeners: listeners.to_vec(),
             waiting: Mutex::new(HashMap::new()),
             optimizer: Arc::new(Semaphore::new(1)),
+            optimizer_threads: std::sync::OnceLock::new(),
             instances: Arc::new(Semaphore::new(instances as usize)),
             live: Mutex::new(HashMap::new()),
         }))
@@ -289,11 +299,22 @@ impl WasmEngine {
             let compiler = Arc::clone(&engine);
             let cache_key = key.clone();
             let compiled = tokio::task::spawn_blocking(move || {
-                let component = Component::new(&compiler.optimized.engine, &bytes)?;
-                if let Some(cache) = &compiler.cache {
-                    cache.store(&cache_key, &component);
+                let compile = || {
+                    let component = Component::new(&compiler.optimized.engine, &bytes)?;
+                    if let Some(cache) = &compiler.cache {
+                        cache.store(&cache_key, &component);
+                    }
+                    Ok::<_, wasmtime::Error>(component)
+                };
+                match compiler.optimizer_threads() {
+                    // wasmtime compiles a component's functions on the rayon pool it is
+                    // called from.
+                    Ok(threads) => threads.install(compile),
+                    Err(why) => {
+                        tracing::debug!(error = %why, "no background compile threads; compiling on the shared ones");
+                        compile()
+                    }
                 }
-                Ok::<_, wasmtime::Error>(component)
             })
             .await;
             let waiters = engine
@@ -320,6 +341,28 @@ impl WasmEngine {
                 ready(&engine.optimized, &component).await;
             }
         });
+    }
+
+    /// The background compile threads: one per core, each at [`OPTIMIZER_NICE`] (on Linux,
+    /// where a thread's priority is its own), so that the tens of CPU-seconds Cranelift
+    /// spends on a big component go to the cores the requests and installs leave idle
+    /// rather than halving what they get.
+    fn optimizer_threads(&self) -> Result<&rayon::ThreadPool, &str> {
+        self.optimizer_threads
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("koupleless-optimize-{i}"))
+                    .start_handler(|_| {
+                        #[cfg(target_os = "linux")]
+                        if let Err(e) = rustix::process::nice(OPTIMIZER_NICE) {
+                            tracing::debug!(error = %e, "a background compile thread keeps the base's priority");
+                        }
+                    })
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// A store with nothing granted but what is given (no directories, no sockets, no

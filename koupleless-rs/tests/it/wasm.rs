@@ -494,7 +494,52 @@ async fn a_cold_install_serves_from_baseline_code_then_moves_to_optimized_code_l
     }
     // The optimized code was cached on the way.
     assert_eq!(cached_components(cache.path()), 1);
+    // It was compiled at a lower priority than the requests were served at.
+    #[cfg(target_os = "linux")]
+    {
+        let ours = nice_of("/proc/thread-self/stat");
+        let compilers = background_compile_threads();
+        assert!(
+            !compilers.is_empty(),
+            "no background compile thread is left"
+        );
+        for nice in compilers {
+            assert_eq!(
+                nice,
+                (ours + 10).min(19),
+                "a background compile thread's nice"
+            );
+        }
+    }
     base.shutdown().await.unwrap();
+}
+
+/// The nice value in a `/proc/…/stat` file (its 19th field, the 17th after the name).
+#[cfg(target_os = "linux")]
+fn nice_of(stat: impl AsRef<std::path::Path>) -> i32 {
+    let stat = std::fs::read_to_string(stat).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The nice values of this process's background compile threads (named
+/// `koupleless-optimize-<n>`, cut to 15 bytes by the kernel).
+#[cfg(target_os = "linux")]
+fn background_compile_threads() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("koupleless-opti"))
+        })
+        .map(|task| nice_of(task.path().join("stat")))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
