@@ -108,7 +108,15 @@ impl BaseEnv {
     /// The wasm engine, created on first use.
     pub(crate) async fn wasm_engine(&self) -> Result<Arc<WasmEngine>, WasmError> {
         self.wasm
-            .get_or_try_init(|| async { WasmEngine::new(&self.config.wasm, &self.listeners) })
+            .get_or_try_init(|| async {
+                let started = std::time::Instant::now();
+                let engine = WasmEngine::new(&self.config.wasm, &self.listeners)?;
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "wasm engine ready"
+                );
+                Ok(engine)
+            })
             .await
             .cloned()
     }
