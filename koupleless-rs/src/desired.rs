@@ -348,11 +348,14 @@ impl DesiredState {
         };
         let components = self.components.clone();
         let config = config.map(<[u8]>::to_vec);
+        let sound = Arc::clone(&self.sound);
+        let digest = entry.component.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut written = Vec::new();
-            if let Some((path, bytes)) = missing {
+            if let (Some((path, bytes)), Some(digest)) = (missing, digest) {
                 std::fs::create_dir_all(&components)?;
                 written.push(write_replacing(&path, &bytes)?);
+                lock(&sound).insert(digest);
             }
             std::fs::create_dir_all(&dir)?;
             match config {
@@ -563,7 +566,10 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<Written> {
             return Err(e);
         }
     };
-    std::fs::rename(&partial, path)?;
+    if let Err(e) = std::fs::rename(&partial, path) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
     Ok((path.to_owned(), Some(file)))
 }
 
