@@ -49,24 +49,15 @@
 //! (`warn`), the drain delay, `data.dir`, `wasm.cache_dir` and the PostgreSQL sections are
 //! set by the bench.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use hyper::StatusCode;
-use koupleless::{
-    Base,
-    config::{DataConfig, LoadedConfig, WasmConfig},
-    figment::providers::{Format, Serialized, Toml},
-};
+use koupleless::Base;
 use koupleless_benches::{
+    base_process::{BaseChild, BaseProcess, ScratchDir},
     client,
     guests::build_module,
     load::{self, Measurement, Settings, WARM_UP, cpus, median},
-    server_process::{ServerProcess, wait_for_parent_to_close_stdin},
     verdict::Verdicts,
 };
 use koupleless_sql::{Limits, SqlBackend, Value, postgres::PostgresDatabase};
@@ -90,12 +81,6 @@ const PG_NATIVE_DATABASE: &str = "hr";
 const PG_WASM_DATABASE: &str = "hr_wasm";
 /// `[databases.<name>] max_connections` of both pools.
 const PG_MAX_CONNECTIONS: u32 = 8;
-
-/// Set in the base's child process: its scratch directory (`data/`, `wasm-cache/`).
-const SERVE_ENV: &str = "SQL_SELECT_DIR";
-/// Set in the base's child process: TOML merged over its configuration.
-const CONFIG_ENV: &str = "SQL_SELECT_CONFIG";
-const READY: &str = "sql_select ready ";
 
 /// The two variants, native first: the reference.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,176 +108,58 @@ impl Variant {
 }
 
 fn main() -> anyhow::Result<()> {
-    match std::env::var_os(SERVE_ENV) {
-        Some(dir) => serve_child(PathBuf::from(dir)),
+    match BaseChild::from_env()? {
+        Some(child) => child.serve(Base::builder().module(example_payroll::Payroll::default())),
         None => drive(),
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Server side (child process)
-// ---------------------------------------------------------------------------------------
-
-/// Serves a base with the payroll module linked in until the parent closes our stdin.
-fn serve_child(dir: PathBuf) -> anyhow::Result<()> {
-    let extra = std::env::var(CONFIG_ENV).unwrap_or_default();
-    load::runtime()?.block_on(async move {
-        let figment = LoadedConfig::figment()
-            .merge(Serialized::default("server.listen", "127.0.0.1:0"))
-            .merge(Serialized::default("admin.enabled", true))
-            .merge(Serialized::default("admin.listen", "127.0.0.1:0"))
-            .merge(Serialized::default("log.level", "warn"))
-            .merge(Serialized::default("shutdown.drain_delay", "0s"))
-            .merge(Serialized::default("data.dir", dir.join("data")))
-            .merge(Serialized::default(
-                "wasm.cache_dir",
-                dir.join("wasm-cache"),
-            ))
-            .merge(Toml::string(&extra));
-        let wasm: WasmConfig = figment.extract_inner("wasm")?;
-        let data: DataConfig = figment.extract_inner("data")?;
-        let base = Base::builder()
-            .module(example_payroll::Payroll::default())
-            .figment(figment)
-            .start()
-            .await?;
-        let admin = base.admin_addr().context("the admin listener is enabled")?;
-        println!(
-            "{READY}{} {admin} {} {}",
-            base.app_addr(),
-            wasm.instances_per_module,
-            data.module_connections
-        );
-        tokio::task::spawn_blocking(wait_for_parent_to_close_stdin).await?;
-        base.shutdown().await?;
-        Ok(())
-    })
+/// `installBiz` of the payroll component as `payroll-wasm`.
+async fn install_wasm(base: &BaseProcess, component: &Path) -> anyhow::Result<()> {
+    let body = json!({
+        "bizName": WASM_NAME,
+        "bizVersion": WASM_VERSION,
+        "prefix": WASM_PREFIX,
+        "bizUrl": format!("file://{}", component.display()),
+    });
+    let data = base.arklet("installBiz", body).await?;
+    ensure!(
+        data["bizState"] == "ACTIVATED",
+        "installBiz answered {data}"
+    );
+    Ok(())
 }
 
-// ---------------------------------------------------------------------------------------
-// Driver side (parent process)
-// ---------------------------------------------------------------------------------------
-
-/// A scratch directory for one base, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "koupleless-sql-select-{what}-{}",
-            std::process::id()
-        ));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The base child process and its listeners.
-struct BaseProcess {
-    process: ServerProcess,
-    app: SocketAddr,
-    admin: SocketAddr,
-    instances_per_module: usize,
-    module_connections: u32,
-}
-
-impl BaseProcess {
-    fn spawn(label: &str, scratch: &Scratch, config: &str) -> anyhow::Result<Self> {
-        let (process, ready) = ServerProcess::spawn(
-            label,
-            [
-                (SERVE_ENV, scratch.0.as_os_str()),
-                (CONFIG_ENV, config.as_ref()),
-            ],
-            READY,
-        )?;
-        let mut fields = ready.split_whitespace();
-        let mut next = |what: &str| {
-            fields
-                .next()
-                .ok_or_else(|| anyhow!("the base's ready line `{ready}` lacks {what}"))
-        };
-        let app: SocketAddr = next("the app address")?.parse()?;
-        let admin: SocketAddr = next("the admin address")?.parse()?;
-        let instances_per_module = next("wasm.instances_per_module")?.parse()?;
-        let module_connections = next("data.module_connections")?.parse()?;
+/// Both variants must answer the same row with the same content type, or the comparison
+/// means nothing.
+async fn check_answers(base: &BaseProcess) -> anyhow::Result<Json> {
+    let mut answers = Vec::new();
+    for variant in VARIANTS {
+        let path = variant.path();
+        let reply = client::get(base.app(), &path).await?;
         ensure!(
-            app.ip().is_loopback() && admin.ip().is_loopback(),
-            "the base listens on {app} and {admin}, not on loopback"
-        );
-        Ok(Self {
-            process,
-            app,
-            admin,
-            instances_per_module,
-            module_connections,
-        })
-    }
-
-    /// `installBiz` of the payroll component as `payroll-wasm`.
-    async fn install_wasm(&self, component: &Path) -> anyhow::Result<()> {
-        let body = json!({
-            "bizName": WASM_NAME,
-            "bizVersion": WASM_VERSION,
-            "prefix": WASM_PREFIX,
-            "bizUrl": format!("file://{}", component.display()),
-        });
-        let reply = client::post_json(self.admin, "/installBiz", body.to_string()).await?;
-        ensure!(
-            reply.status == StatusCode::OK,
-            "installBiz answered {}: {}",
+            reply.status == hyper::StatusCode::OK,
+            "{} answered {} {:?} on {path}",
+            variant.label(),
             reply.status,
             reply.text()
         );
-        let envelope: Json = serde_json::from_slice(&reply.body)
-            .with_context(|| format!("installBiz answered {}", reply.text()))?;
-        ensure!(
-            envelope["code"] == "SUCCESS" && envelope["data"]["bizState"] == "ACTIVATED",
-            "installBiz failed: {envelope}"
-        );
-        Ok(())
+        let row: Json = serde_json::from_slice(&reply.body)
+            .with_context(|| format!("{path} answered {:?}", reply.text()))?;
+        answers.push((row, reply.content_type().to_owned()));
     }
-
-    /// Both variants must answer the same row with the same content type, or the
-    /// comparison means nothing.
-    async fn check_answers(&self) -> anyhow::Result<Json> {
-        let mut answers = Vec::new();
-        for variant in VARIANTS {
-            let path = variant.path();
-            let reply = client::get(self.app, &path).await?;
-            ensure!(
-                reply.status == StatusCode::OK,
-                "{} answered {} {:?} on {path}",
-                variant.label(),
-                reply.status,
-                reply.text()
-            );
-            let row: Json = serde_json::from_slice(&reply.body)
-                .with_context(|| format!("{path} answered {:?}", reply.text()))?;
-            answers.push((row, reply.content_type().to_owned()));
-        }
-        ensure!(
-            answers[0] == answers[1],
-            "native and wasm answer differently: {:?} and {:?}",
-            answers[0],
-            answers[1]
-        );
-        ensure!(
-            answers[0].0["id"] == 1 && answers[0].0["name"].is_string(),
-            "employee 1 is {}",
-            answers[0].0
-        );
-        Ok(answers.swap_remove(0).0)
-    }
+    ensure!(
+        answers[0] == answers[1],
+        "native and wasm answer differently: {:?} and {:?}",
+        answers[0],
+        answers[1]
+    );
+    ensure!(
+        answers[0].0["id"] == 1 && answers[0].0["name"].is_string(),
+        "employee 1 is {}",
+        answers[0].0
+    );
+    Ok(answers.swap_remove(0).0)
 }
 
 /// One database's measurements: per variant (in [`VARIANTS`] order), every round.
@@ -318,8 +185,8 @@ async fn rounds(
         for i in 0..VARIANTS.len() {
             let index = (round + i) % VARIANTS.len();
             let variant = VARIANTS[index];
-            let m = load::measure(base.app, &variant.path(), settings, || {
-                base.process.cpu_time()
+            let m = load::measure(base.app(), &variant.path(), settings, || {
+                base.process().cpu_time()
             })
             .await?;
             eprintln!(
@@ -340,20 +207,30 @@ async fn rounds(
     Ok(results)
 }
 
-/// A base on `config`, the component installed, checked, then loaded.
+/// A base with `config` (dotted configuration keys) over its own `data.dir` and
+/// `wasm.cache_dir`, the component installed, checked, then loaded.
 fn run_part(
     database: &str,
     setup: String,
-    config: &str,
+    config: &[(String, Json)],
     component: &Path,
     settings: Settings,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<Part> {
-    let scratch = Scratch::new(&database.to_ascii_lowercase())?;
-    let base = BaseProcess::spawn(&format!("{database} base"), &scratch, config)?;
+    let scratch = ScratchDir::new(&format!("sql-select-{}", database.to_ascii_lowercase()))?;
+    let mut overrides = vec![
+        ("data.dir", json!(scratch.path().join("data"))),
+        ("wasm.cache_dir", json!(scratch.path().join("wasm-cache"))),
+    ];
+    overrides.extend(
+        config
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.clone())),
+    );
+    let base = BaseProcess::spawn(&format!("{database} base"), &overrides)?;
     let (answer, results) = runtime.block_on(async {
-        base.install_wasm(component).await?;
-        let answer = base.check_answers().await?;
+        install_wasm(&base, component).await?;
+        let answer = check_answers(&base).await?;
         let results = rounds(&base, database, settings).await?;
         Ok::<_, anyhow::Error>((answer, results))
     })?;
@@ -361,11 +238,11 @@ fn run_part(
         database: database.to_owned(),
         setup,
         answer,
-        instances_per_module: base.instances_per_module,
-        module_connections: base.module_connections,
+        instances_per_module: base.instances_per_module(),
+        module_connections: base.module_connections(),
         results,
     };
-    base.process.stop()?;
+    base.stop()?;
     Ok(part)
 }
 
@@ -420,24 +297,27 @@ async fn create_databases(
     Ok(version)
 }
 
-fn postgres_config(port: u16) -> String {
-    let url = |db: &str| format!("postgres://postgres@127.0.0.1:{port}/{db}");
-    format!(
-        "[databases.{PG_NATIVE_DATABASE}]\n\
-         url = \"{}\"\n\
-         max_connections = {PG_MAX_CONNECTIONS}\n\
-         [databases.{PG_WASM_DATABASE}]\n\
-         url = \"{}\"\n\
-         max_connections = {PG_MAX_CONNECTIONS}\n\
-         [modules.payroll]\n\
-         databases = [\"{PG_NATIVE_DATABASE}\"]\n\
-         database = \"{PG_NATIVE_DATABASE}\"\n\
-         [modules.{WASM_NAME}]\n\
-         databases = [\"{PG_WASM_DATABASE}\"]\n\
-         database = \"{PG_WASM_DATABASE}\"\n",
-        url(PG_NATIVE_DATABASE),
-        url(PG_WASM_DATABASE),
-    )
+/// The two databases on the server at `port`, one granted to each variant.
+fn postgres_config(port: u16) -> Vec<(String, Json)> {
+    let database = |db: &str| {
+        json!({
+            "url": format!("postgres://postgres@127.0.0.1:{port}/{db}"),
+            "max_connections": PG_MAX_CONNECTIONS,
+        })
+    };
+    let grant = |db: &str| json!({ "databases": [db], "database": db });
+    vec![
+        (
+            format!("databases.{PG_NATIVE_DATABASE}"),
+            database(PG_NATIVE_DATABASE),
+        ),
+        (
+            format!("databases.{PG_WASM_DATABASE}"),
+            database(PG_WASM_DATABASE),
+        ),
+        ("modules.payroll".to_owned(), grant(PG_NATIVE_DATABASE)),
+        (format!("modules.{WASM_NAME}"), grant(PG_WASM_DATABASE)),
+    ]
 }
 
 fn drive() -> anyhow::Result<()> {
@@ -453,7 +333,7 @@ fn drive() -> anyhow::Result<()> {
     parts.push(run_part(
         "SQLite",
         "each module's own file under data.dir (modules/<name>/own.sqlite), same backend and settings".to_owned(),
-        "",
+        &[],
         &component,
         settings,
         &runtime,

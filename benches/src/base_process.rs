@@ -16,7 +16,7 @@ use anyhow::{Context, anyhow, ensure};
 use hyper::StatusCode;
 use koupleless::{
     BaseBuilder,
-    config::{LoadedConfig, WasmConfig},
+    config::{DataConfig, LoadedConfig, WasmConfig},
     figment::providers::Serialized,
 };
 use serde_json::{Map, Value, json};
@@ -70,13 +70,15 @@ impl BaseChild {
                 figment = figment.merge(Serialized::default(&key, value));
             }
             let wasm: WasmConfig = figment.extract_inner("wasm")?;
+            let data: DataConfig = figment.extract_inner("data")?;
             let base = builder.figment(figment).start().await?;
             let admin = base.admin_addr().context("the admin listener is enabled")?;
             println!(
-                "{READY}{} {admin} {} {}",
+                "{READY}{} {admin} {} {} {}",
                 base.app_addr(),
                 wasm.instances_per_module,
                 wasm.tiered_compilation,
+                data.module_connections,
             );
             tokio::task::spawn_blocking(wait_for_parent_to_close_stdin).await?;
             base.shutdown().await?;
@@ -134,6 +136,8 @@ pub struct BaseProcess {
     instances_per_module: usize,
     /// `wasm.tiered_compilation`: a cold install serves from Winch's code first.
     tiered: bool,
+    /// `data.module_connections`.
+    module_connections: u32,
 }
 
 impl BaseProcess {
@@ -170,6 +174,7 @@ impl BaseProcess {
         let admin: SocketAddr = next("the admin address")?.parse()?;
         let instances_per_module = next("wasm.instances_per_module")?.parse()?;
         let tiered = next("wasm.tiered_compilation")?.parse()?;
+        let module_connections = next("data.module_connections")?.parse()?;
         ensure!(
             app.ip().is_loopback() && admin.ip().is_loopback(),
             "the base listens on {app} and {admin}, not on loopback"
@@ -180,6 +185,7 @@ impl BaseProcess {
             admin,
             instances_per_module,
             tiered,
+            module_connections,
         })
     }
 
@@ -201,6 +207,11 @@ impl BaseProcess {
     /// The base's `wasm.tiered_compilation`.
     pub fn tiered(&self) -> bool {
         self.tiered
+    }
+
+    /// The base's `data.module_connections`.
+    pub fn module_connections(&self) -> u32 {
+        self.module_connections
     }
 
     /// The child process (CPU time, resident set).
