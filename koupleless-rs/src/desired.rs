@@ -614,8 +614,15 @@ fn already_kept(path: &Path, digest: &str, len: usize, sound: &Mutex<HashSet<Str
     if lock(sound).contains(digest) {
         return true;
     }
-    let matches =
-        std::fs::read(path).is_ok_and(|bytes| blake3::hash(&bytes).to_hex().as_str() == digest);
+    // Read no further than the length checked above, should the file grow meanwhile.
+    let read = std::fs::File::open(path).and_then(|file| {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(len);
+        file.take(len as u64 + 1).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    });
+    let matches = read
+        .is_ok_and(|bytes| bytes.len() == len && blake3::hash(&bytes).to_hex().as_str() == digest);
     if matches {
         lock(sound).insert(digest.to_owned());
     }
